@@ -92,7 +92,9 @@ def init_sync(timeout: float | timedelta | None = None) -> None:
 
     Creating a group is itself a collective, so it must happen where every rank passes; doing it
     lazily inside the first barrier would make that barrier's timeout depend on the group creation.
-    Idempotent; a no-op when not running distributed.
+    `timeout` is the group's own timeout; by default the larger of the barrier and final timeouts,
+    which bounds a barrier even where a torch's gloo ignores per-operation timeouts (older
+    releases create their all_reduce work without one). Idempotent; a no-op when not distributed.
     """
     dist = distributed()
     if dist is None or dist.get_world_size() == 1:
@@ -106,10 +108,14 @@ def init_sync(timeout: float | timedelta | None = None) -> None:
             "to the default group's barrier"
         )
         return
-    kwargs: dict[str, Any] = {"backend": "gloo"}
-    if timeout is not None:
-        kwargs["timeout"] = timedelta(seconds=settings.to_seconds(timeout))
-    state.side_group = dist.new_group(**kwargs)
+    if timeout is None:
+        seconds = max(
+            settings.barrier_timeout(settings.DEFAULT_BARRIER_TIMEOUT),
+            settings.final_timeout(settings.DEFAULT_FINAL_TIMEOUT),
+        )
+    else:
+        seconds = settings.to_seconds(timeout)
+    state.side_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=seconds))
 
 
 def report_save_failure(path: str | os.PathLike[str], exc: BaseException) -> None:
