@@ -31,6 +31,7 @@ def test_late_rank_makes_every_waiting_rank_raise_in_time(tmp_path, world, late)
     for o in outcomes:
         assert o.exitcode == 0 and o.error_type is None, o
         assert o.value["raised"], f"rank {o.rank} passed a barrier that rank {late} never reached in time"
+        assert "final barrier not attempted: the earlier barrier 'checkpoint' #2 failed" in o.value["refused"]
         if o.rank == late:
             # The late rank finds the others gone: it must fail too, not wait forever.
             assert "barrier 'checkpoint' (#2) failed on rank" in o.value["message"]

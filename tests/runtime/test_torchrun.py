@@ -19,7 +19,14 @@ def torchrun(nproc: int, env: dict[str, str], deadline: float) -> tuple[int, str
     """Run the script under torchrun; kill the whole process group if it outlives `deadline`."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(SCRIPT)],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            str(SCRIPT),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -42,11 +42,19 @@ def late_rank(rank: int, world: int, late: int, timeout: float, delay: float) ->
     try:
         checkpoint_barrier(timeout=timeout)
     except CheckpointSyncError as exc:
+        after = time.monotonic() - started
+        # The group is broken now: a later barrier must refuse at once instead of hanging.
+        try:
+            final_sync(timeout=timeout)
+            refused = ""
+        except CheckpointSyncError as again:
+            refused = str(again)
         return {
             "raised": True,
-            "after": time.monotonic() - started,
+            "after": after,
             "missing": exc.missing_ranks,
             "message": str(exc),
+            "refused": refused,
         }
     return {"raised": False, "after": time.monotonic() - started}
 
