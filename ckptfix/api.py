@@ -23,9 +23,30 @@ from ckptfix.suppress import Suppressions
 _BOM = "\ufeff"
 # Words one of which must occur in a file for any rule to fire (saves, barriers, process groups,
 # collectives under a guard).
-_WORK_MARKERS = (b"save", b"barrier", b"process_group", b"state_dict", b"all_", b"broadcast", b"gather",
-                 b"scatter", b"reduce", b"new_group", b"send", b"recv", b"full_tensor", b"redistribute",
-                 b"checkpoint", b"wait_for_everyone", b"device_mesh", b"new_subgroups")
+_WORK_MARKERS = (
+    b"save",
+    b"barrier",
+    b"process_group",
+    b"state_dict",
+    b"all_",
+    b"broadcast",
+    b"gather",
+    b"scatter",
+    b"reduce",
+    b"new_group",
+    b"send",
+    b"recv",
+    b"full_tensor",
+    b"redistribute",
+    b"checkpoint",
+    b"wait_for_everyone",
+    b"device_mesh",
+    b"new_subgroups",
+)
+
+
+# Options are frozen, so one shared default is safe.
+DEFAULT_OPTIONS = Options()
 
 
 class SourceError(Exception):
@@ -40,9 +61,11 @@ class FixResult:
     new_source: str | None
 
 
-def might_need_work(data: bytes, options: Options = Options()) -> bool:
+def might_need_work(data: bytes, options: Options = DEFAULT_OPTIONS) -> bool:
     """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed."""
-    if options.extra_save_functions and any(n.rsplit(".", 1)[-1].encode() in data for n in options.extra_save_functions):
+    if options.extra_save_functions and any(
+        n.rsplit(".", 1)[-1].encode() in data for n in options.extra_save_functions
+    ):
         has_work = True
     else:
         has_work = any(marker in data for marker in _WORK_MARKERS)
@@ -75,14 +98,14 @@ def _findings(path: str, tree: Tree, issues: list[Issue], fixed: set[int]) -> li
     return sorted(findings, key=lambda f: (f.line, f.col, f.code, f.message))
 
 
-def check_source(source: str, path: str = "<string>", options: Options = Options()) -> list[Finding]:
+def check_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> list[Finding]:
     """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each."""
     source = source.removeprefix(_BOM)
     analysis, issues = _analyze(source, path, options)
     return _findings(path, analysis.tree, issues, {i for i, issue in enumerate(issues) if issue.edits})
 
 
-def fix_source(source: str, path: str = "<string>", options: Options = Options()) -> FixResult:
+def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
     """Rewrite every fixable, unsuppressed finding of one file's text in one pass."""
     bom = _BOM if source.startswith(_BOM) else ""
     source = source.removeprefix(_BOM)
@@ -126,7 +149,11 @@ def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) ->
     plan = Plan()
     needed: set[str] = set()
     for edit in edits:
-        if isinstance(edit, Insert) and edit.group is not None and last_in_group[(edit.group, edit.template)] != edit.key:
+        if (
+            isinstance(edit, Insert)
+            and edit.group is not None
+            and last_in_group[(edit.group, edit.template)] != edit.key
+        ):
             continue
         plan.add(edit)
         needed |= edit.symbols
@@ -172,26 +199,34 @@ def _import_anchor(tree: Tree, plan: Plan) -> tuple[Key, bool]:
         (line for line in edit_lines if _runs_at_import(tree, line)),
         default=None,
     )
-    last_import = None
+    last_import: ast.stmt | None = None
     for stmt in body:
         if first_module_level is not None and (stmt.end_lineno or stmt.lineno) >= first_module_level:
             break
-        if isinstance(stmt, ast.Import | ast.ImportFrom):
+        if isinstance(stmt, ast.Import | ast.ImportFrom) or (
+            isinstance(stmt, ast.Try | ast.If)
+            and any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(stmt))
+            and not _is_main_guard(stmt)
+        ):
             last_import = stmt
-        elif isinstance(stmt, ast.Try | ast.If) and any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(stmt)):
-            if not _is_main_guard(stmt):
-                last_import = stmt
     if last_import is not None:
         return tree.start(last_import), True
     first = body[0]
-    is_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    is_docstring = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
     return tree.start(first), is_docstring
 
 
 def _runs_at_import(tree: Tree, line: int) -> bool:
     for stmt in tree.module.body:
         if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
-            return not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) or line == stmt.lineno
+            return (
+                not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                or line == stmt.lineno
+            )
     return True
 
 

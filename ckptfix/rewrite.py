@@ -38,6 +38,9 @@ class _Substitute(cst.CSTTransformer):
         return replacement.deep_clone() if replacement is not None else updated_node
 
 
+Statement = cst.SimpleStatementLine | cst.BaseCompoundStatement
+
+
 def _arg_index(args: Sequence[cst.Arg], ref: ArgRef) -> int | None:
     index, keyword = ref
     position = 0
@@ -53,7 +56,9 @@ def _arg_index(args: Sequence[cst.Arg], ref: ArgRef) -> int | None:
 
 
 def _no_space_equal() -> cst.AssignEqual:
-    return cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+    return cst.AssignEqual(
+        whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+    )
 
 
 class _Applier(cst.CSTTransformer):
@@ -70,7 +75,7 @@ class _Applier(cst.CSTTransformer):
     # --- templates -------------------------------------------------------------------------------------
     def _adapt(self, template: str, extra: dict[str, str]) -> str:
         code = template.format(**self.symbols, **extra)
-        indent = self.config.default_indent
+        indent = str(self.config.default_indent)
         lines = []
         for line in code.split("\n"):
             stripped = line.lstrip(" ")
@@ -79,18 +84,23 @@ class _Applier(cst.CSTTransformer):
         code = "\n".join(lines)
         if not code.endswith("\n"):
             code += "\n"
-        return code.replace("\n", self.config.default_newline)
+        return code.replace("\n", str(self.config.default_newline))
 
     def _statements(
-        self, template: str, nodes: dict[str, cst.BaseExpression] | None = None, **extra: str
-    ) -> list[cst.BaseStatement]:
-        module = cst.parse_module(self._adapt(template, extra), config=self.config)
-        statements = list(module.body)
+        self,
+        template: str,
+        nodes: dict[str, cst.BaseExpression] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> list[Statement]:
+        module = cst.parse_module(self._adapt(template, extra or {}), config=self.config)
+        statements: list[Statement] = list(module.body)
         if nodes:
             statements = [s.visit(_Substitute(nodes)) for s in statements]  # type: ignore[misc]
         return statements
 
-    def _expression(self, template: str, nodes: dict[str, cst.BaseExpression] | None = None) -> cst.BaseExpression:
+    def _expression(
+        self, template: str, nodes: dict[str, cst.BaseExpression] | None = None
+    ) -> cst.BaseExpression:
         expr = cst.parse_expression(template.format(**self.symbols), config=self.config)
         if nodes:
             expr = expr.visit(_Substitute(nodes))  # type: ignore[assignment]
@@ -114,7 +124,9 @@ class _Applier(cst.CSTTransformer):
                 picked = [args[i] for i in indexes if i is not None]
                 rest = [a for i, a in enumerate(args) if i not in indexes]
                 args = [
-                    a.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT, comma=cst.MaybeSentinel.DEFAULT)
+                    a.with_changes(
+                        keyword=None, equal=cst.MaybeSentinel.DEFAULT, comma=cst.MaybeSentinel.DEFAULT
+                    )
                     for a in picked
                 ] + [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in rest]
         if edit.keep_keywords is not None:
@@ -155,10 +167,12 @@ class _Applier(cst.CSTTransformer):
         return [*args, new]
 
     # --- blocks ----------------------------------------------------------------------------------------
-    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
         if not self.keys:
             return updated_node
-        return updated_node.with_changes(body=self._block(original_node.body, updated_node.body))
+        return updated_node.with_changes(body=self._block(original_node.body, updated_node.body))  # type: ignore[arg-type]
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if not self.keys:
@@ -169,10 +183,8 @@ class _Applier(cst.CSTTransformer):
         start = self.get_metadata(PositionProvider, node).start
         return (start.line, start.column)
 
-    def _block(
-        self, originals: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
-    ) -> list[cst.BaseStatement]:
-        out: list[cst.BaseStatement] = []
+    def _block(self, originals: Sequence[Statement], updated: Sequence[Statement]) -> list[Statement]:
+        out: list[Statement] = []
         index = 0
         while index < len(originals):
             key = self._key(originals[index])
@@ -185,13 +197,13 @@ class _Applier(cst.CSTTransformer):
             leading = list(stmt.leading_lines)
             stmt = stmt.with_changes(leading_lines=())
             wrap = self.plan.wraps.get(key)
-            hoisted: list[cst.BaseStatement] = []
+            hoisted: list[Statement] = []
             path: cst.BaseExpression | None = None
             if wrap is not None:
-                path = self._argument(stmt, wrap.dest)
+                path = self._argument(stmt, wrap.dest) if wrap.dest or isinstance(stmt, cst.With) else None
                 if wrap.hoist_name is not None and wrap.obj is not None:
                     hoisted, stmt = self._hoist(stmt, wrap.obj, wrap.hoist_name)
-            produced: list[cst.BaseStatement]
+            produced: list[Statement]
             if key in self.plan.unwraps and isinstance(stmt, cst.Try):
                 produced = list(stmt.body.body)  # type: ignore[arg-type]
             elif key in self.plan.atomics:
@@ -215,21 +227,26 @@ class _Applier(cst.CSTTransformer):
 
     # --- statement rewrites ----------------------------------------------------------------------------
     @staticmethod
-    def _call_of(stmt: cst.BaseStatement) -> cst.Call | None:
+    def _call_of(stmt: Statement) -> cst.Call | None:
         if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
             small = stmt.body[0]
             if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
                 return small.value
         return None
 
-    def _argument(self, stmt: cst.BaseStatement, ref: ArgRef | None) -> cst.BaseExpression | None:
+    def _argument(self, stmt: Statement, ref: ArgRef | None) -> cst.BaseExpression | None:
+        if isinstance(stmt, cst.With):  # `with open(path, "wb") as f: torch.save(x, f)`: report `path`
+            for item in stmt.items:
+                if isinstance(item.item, cst.Call) and item.item.args and not item.item.args[0].star:
+                    return item.item.args[0].value
+            return None
         call = self._call_of(stmt)
         if call is None or ref is None:
             return None
         index = _arg_index(call.args, ref)
         return call.args[index].value if index is not None else None
 
-    def _replace_argument(self, stmt: cst.BaseStatement, ref: ArgRef, value: cst.BaseExpression) -> cst.BaseStatement:
+    def _replace_argument(self, stmt: Statement, ref: ArgRef, value: cst.BaseExpression) -> Statement:
         call = self._call_of(stmt)
         assert call is not None and isinstance(stmt, cst.SimpleStatementLine)
         index = _arg_index(call.args, ref)
@@ -240,43 +257,44 @@ class _Applier(cst.CSTTransformer):
         assert isinstance(expr, cst.Expr)
         return stmt.with_changes(body=[expr.with_changes(value=call.with_changes(args=args))])
 
-    def _hoist(
-        self, stmt: cst.BaseStatement, ref: ArgRef, name: str
-    ) -> tuple[list[cst.BaseStatement], cst.BaseStatement]:
+    def _hoist(self, stmt: Statement, ref: ArgRef, name: str) -> tuple[list[Statement], Statement]:
         value = self._argument(stmt, ref)
         if value is None:
             return [], stmt
         assign = self._statements(f"{name} = __value__", {"__value__": value})
         return assign, self._replace_argument(stmt, ref, cst.Name(name))
 
-    def _atomic(self, stmt: cst.BaseStatement, edit: InlineAtomic) -> list[cst.BaseStatement]:
+    def _atomic(self, stmt: Statement, edit: InlineAtomic) -> list[Statement]:
         dest = self._argument(stmt, edit.dest)
         if dest is None:
             return [stmt]
         self.applied.add(edit.key)
         names = {"tmp": edit.tmp_name, "fh": edit.handle_name}
-        produced: list[cst.BaseStatement] = []
+        produced: list[Statement] = []
         path: cst.BaseExpression = dest
         if edit.path_name is not None:
             produced += self._statements(f"{edit.path_name} = __path__", {"__path__": dest})
             path = cst.Name(edit.path_name)
-        produced += self._statements('{tmp} = {os}.fspath(__path__) + ".tmp"', {"__path__": path}, **names)
-        with_stmt = self._statements('with open({tmp}, "wb") as {fh}:\n    pass', **names)[0]
+        produced += self._statements(
+            '{tmp} = {os}.fspath(__path__) + ".tmp"', {"__path__": path}, extra=names
+        )
+        with_stmt = self._statements('with open({tmp}, "wb") as {fh}:\n    pass', extra=names)[0]
         assert isinstance(with_stmt, cst.With)
         body = [
             self._replace_argument(stmt, edit.dest, cst.Name(edit.handle_name)),
-            *self._statements("{fh}.flush()\n{os}.fsync({fh}.fileno())", **names),
+            *self._statements("{fh}.flush()\n{os}.fsync({fh}.fileno())", extra=names),
         ]
         produced.append(with_stmt.with_changes(body=with_stmt.body.with_changes(body=body)))
-        produced += self._statements("{os}.replace({tmp}, __path__)", {"__path__": path}, **names)
+        produced += self._statements("{os}.replace({tmp}, __path__)", {"__path__": path}, extra=names)
         return produced
 
-    def _guard(
-        self, inner: list[cst.BaseStatement], wrap: WrapGuard, path: cst.BaseExpression | None
-    ) -> cst.BaseStatement:
-        template = "if " + wrap.test + ":\n    try:\n        pass\n    except Exception as {exc}:\n        " + wrap.handler
+    def _guard(self, inner: list[Statement], wrap: WrapGuard, path: cst.BaseExpression | None) -> Statement:
+        binding = " as {exc}" if wrap.exc_name else ""
+        template = (
+            f"if {wrap.test}:\n    try:\n        pass\n    except Exception{binding}:\n        {wrap.handler}"
+        )
         nodes = {"__path__": path if path is not None else cst.Name("None")}
-        guard = self._statements(template, nodes, exc=wrap.exc_name)[0]
+        guard = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]
         assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
         try_stmt = guard.body.body[0]
         assert isinstance(try_stmt, cst.Try)

@@ -28,10 +28,14 @@ class Suppressions:
                 if tok.type == tokenize.COMMENT
             ]
         except (tokenize.TokenError, SyntaxError):
-            comments = [(n, line[line.index("#") :], line) for n, line in enumerate(source.splitlines(), 1) if "#" in line]
+            comments = [
+                (n, line[line.index("#") :], line)
+                for n, line in enumerate(source.splitlines(), 1)
+                if "#" in line
+            ]
         for line, text, physical in comments:
             codes = _codes(text)
-            if codes is False:
+            if codes is not None and not codes:
                 continue
             self.table[line] = codes
             if physical.lstrip().startswith("#"):
@@ -49,8 +53,8 @@ class Suppressions:
         return first - 1 in self.comment_only and hit(first - 1)
 
 
-def _codes(comment: str) -> frozenset[str] | None | bool:
-    """Codes a comment suppresses: a set, None for all, or False when it suppresses nothing of ours."""
+def _codes(comment: str) -> frozenset[str] | None:
+    """Codes a comment suppresses: a set (empty when it suppresses nothing of ours), None for all."""
     match = _IGNORE.search(comment)
     if match is not None:
         if match.group(1) is None:
@@ -60,6 +64,8 @@ def _codes(comment: str) -> frozenset[str] | None | bool:
     if match is not None:
         if match.group(1) is None:
             return None
-        codes = frozenset(c.strip().upper() for c in match.group(1).split(",") if c.strip().upper().startswith("CKP"))
-        return codes or False
-    return False
+        codes = frozenset(
+            c.strip().upper() for c in match.group(1).split(",") if c.strip().upper().startswith("CKP")
+        )
+        return codes
+    return frozenset()

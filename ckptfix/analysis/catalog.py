@@ -113,7 +113,13 @@ MAIN_PREDICATES = frozenset(
 )
 # Truthy predicates meaning "first process of this node": one writer per node, reported not accepted.
 LOCAL_MAIN_PREDICATES = frozenset(
-    {"is_local_main_process", "is_local_master", "is_local_process_zero", "is_local_rank_zero", "local_master"}
+    {
+        "is_local_main_process",
+        "is_local_master",
+        "is_local_process_zero",
+        "is_local_rank_zero",
+        "local_master",
+    }
 )
 # Decorators that run the function on the main process only (Lightning rank_zero_only,
 # accelerate Accelerator.on_main_process / PartialState.on_main_process).

@@ -170,8 +170,8 @@ class _Checker:
             self._issue(
                 "CKP001",
                 call,
-                f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}): "
-                "one writer per node on shared storage; use the global rank",
+                f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}):"
+                " one writer per node on shared storage; use the global rank",
             )
             return
         if save.is_torch_save and save.handle_with is None and not self._atomic_already(call):
@@ -191,7 +191,9 @@ class _Checker:
             receiver = self.tree.text(call.func).lower()
             if not any(hint in receiver for hint in catalog.HF_NO_MAIN_KWARG_HINTS):
                 value = test if self.runtime else f"({test})"
-                return [CallEdit(self.tree.span(call), add_keyword=("is_main_process", value), symbols=symbols)]
+                return [
+                    CallEdit(self.tree.span(call), add_keyword=("is_main_process", value), symbols=symbols)
+                ]
         stmt: ast.stmt = save.handle_with or self.tree.statement(call)
         if save.handle_with is None and not (isinstance(stmt, ast.Expr) and stmt.value is call):
             return []
@@ -199,7 +201,11 @@ class _Checker:
             return []
         obj = argument(call, save.obj)
         # The object may gather state collectively (FSDP state_dict): it keeps running on every rank.
-        hoist = save.handle_with is None and obj is not None and any(isinstance(n, ast.Call) for n in ast.walk(obj))
+        hoist = (
+            save.handle_with is None
+            and obj is not None
+            and any(isinstance(n, ast.Call) for n in ast.walk(obj))
+        )
         if self._collective_outside(stmt, obj if hoist else None):
             return []
         followers = self._success_followers(stmt)
@@ -209,15 +215,19 @@ class _Checker:
             handler = "{report_save_failure}(__path__, {exc})"
         else:
             symbols |= {"logging"}
-            handler = '{logging}.getLogger(__name__).exception("rank 0: failed to save checkpoint %s", __path__)'
+            handler = (
+                '{logging}.getLogger(__name__).exception("rank 0: failed to save checkpoint %s", __path__)'
+            )
         return [
             WrapGuard(
                 key=self.key(stmt),
                 followers=followers,
-                dest=save.dest if argument(call, save.dest) is not None and save.handle_with is None else None,
+                dest=save.dest
+                if argument(call, save.dest) is not None and save.handle_with is None
+                else None,
                 obj=save.obj if hoist else None,
                 hoist_name=self._fresh_local(scope, "checkpoint_state") if hoist else None,
-                exc_name=self.names.fresh("exc"),
+                exc_name=self.names.fresh("exc") if self.runtime else None,
                 test=test,
                 handler=handler,
                 symbols=symbols,
@@ -249,9 +259,15 @@ class _Checker:
         if contains_collective(stmt, self.names, self.module_functions):
             return False
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            if self._is_rename(stmt.value):
+                return True  # the temp-file-then-rename step of a hand-written atomic write
             if last_name(stmt.value.func) not in _LOG_CALLS:
                 return False
-            texts = [n.value for n in ast.walk(stmt.value) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            texts = [
+                n.value
+                for n in ast.walk(stmt.value)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            ]
             return any(_SUCCESS_TEXT.search(text) for text in texts)
         if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
             if stmt.value is None or any(isinstance(n, ast.Call) for n in ast.walk(stmt.value)):
@@ -260,17 +276,20 @@ class _Checker:
             return any(_SUCCESS_TARGET.search(self.tree.text(t)) for t in targets)
         return False
 
+    def _is_rename(self, call: ast.Call) -> bool:
+        """os.replace / os.rename / shutil.move, or Path.replace/rename (one argument, unlike str's)."""
+        if self.names.resolve(call.func) in {"os.replace", "os.rename", "shutil.move"}:
+            return True
+        return (
+            isinstance(call.func, ast.Attribute)
+            and call.func.attr in {"replace", "rename"}
+            and len(call.args) == 1
+            and not call.keywords
+        )
+
     def _atomic_already(self, call: ast.Call) -> bool:
         scope = self.tree.function(call) or self.tree.module
-        for node in walk_local(scope):
-            if not isinstance(node, ast.Call):
-                continue
-            if self.names.resolve(node.func) in {"os.replace", "os.rename", "shutil.move"}:
-                return True
-            if isinstance(node.func, ast.Attribute) and node.func.attr in {"replace", "rename"}:
-                if len(node.args) == 1 and not node.keywords:
-                    return True
-        return False
+        return any(isinstance(node, ast.Call) and self._is_rename(node) for node in walk_local(scope))
 
     def _atomic_edits(self, save: Save) -> list[Edit]:
         call = save.call
@@ -353,7 +372,9 @@ class _Checker:
         escapes = local is not None and local.exit in {"return", "raise"}
         function = self.tree.function(node)
         if function is not None and (
-            escapes or self.graph.function_guard(function) is not None or self.graph.has_guarded_site(function)
+            escapes
+            or self.graph.function_guard(function) is not None
+            or self.graph.has_guarded_site(function)
         ):
             sites = self.graph.sites[id(function)]
             if id(function) in seen or not sites or not all(isinstance(s, ast.Call) for s in sites):
@@ -375,7 +396,11 @@ class _Checker:
     def _barrier_follows(self, anchor: ast.stmt, node: ast.AST, depth: int = 0) -> bool:
         start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
         for child in walk_local(anchor):
-            if isinstance(child, ast.Call) and (child.lineno, child.col_offset) > start and self._is_sync(child):
+            if (
+                isinstance(child, ast.Call)
+                and (child.lineno, child.col_offset) > start
+                and self._is_sync(child)
+            ):
                 return True
         block, index = self.tree.block_of[id(anchor)]
         for sibling in block[index + 1 :]:
@@ -386,7 +411,8 @@ class _Checker:
         if depth < 2 and function is not None and block is function.body:
             sites = self.graph.sites[id(function)]
             return bool(sites) and all(
-                isinstance(site, ast.Call) and self._barrier_follows(self._anchor_statement(site), site, depth + 1)
+                isinstance(site, ast.Call)
+                and self._barrier_follows(self._anchor_statement(site), site, depth + 1)
                 for site in sites
             )
         return False
@@ -439,7 +465,9 @@ class _Checker:
             )
         if timeout is None:
             value = f"{{datetime}}.timedelta(seconds={_fmt(self.options.barrier_timeout)})"
-            return CallEdit(self.tree.span(call), add_keyword=("timeout", value), symbols=frozenset({"datetime"}))
+            return CallEdit(
+                self.tree.span(call), add_keyword=("timeout", value), symbols=frozenset({"datetime"})
+            )
         if numeric:
             return CallEdit(
                 self.tree.span(call),
@@ -458,8 +486,8 @@ class _Checker:
         self._issue(
             "CKP003",
             call,
-            f"`{dotted(call.func)}(timeout={self.tree.text(timeout)})`: the timeout must be a timedelta; a number "
-            "raises TypeError, so this barrier never waits",
+            f"`{dotted(call.func)}(timeout={self.tree.text(timeout)})`: the timeout must be a timedelta;"
+            " a number raises TypeError, so this barrier never waits",
             [edit] if edit is not None else [],
         )
 
@@ -472,16 +500,24 @@ class _Checker:
         ]
         if not barriers:
             return
-        swallowing = [h for h in node.handlers if _is_broad(h) and not any(isinstance(n, ast.Raise) for n in ast.walk(h))]
+        swallowing = [
+            h
+            for h in node.handlers
+            if _is_broad(h) and not any(isinstance(n, ast.Raise) for n in ast.walk(h))
+        ]
         if not swallowing:
             return
         edits: list[Edit] = []
-        fixable = not node.orelse and not node.finalbody and all(
-            isinstance(stmt, ast.Expr)
-            and isinstance(stmt.value, ast.Call)
-            and self.tree.alone_on_line(stmt)
-            and (stmt.value in barriers or last_name(stmt.value.func) in _LOG_CALLS)
-            for stmt in node.body
+        fixable = (
+            not node.orelse
+            and not node.finalbody
+            and all(
+                isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Call)
+                and self.tree.alone_on_line(stmt)
+                and (stmt.value in barriers or last_name(stmt.value.func) in _LOG_CALLS)
+                for stmt in node.body
+            )
         )
         if fixable:
             edits.append(UnwrapTry(self.key(node)))
@@ -508,7 +544,7 @@ class _Checker:
             if not isinstance(node, ast.Call):
                 continue
             resolved = self.names.resolve(node.func)
-            if resolved == catalog.DESTROY_PROCESS_GROUP:
+            if resolved == catalog.DESTROY_PROCESS_GROUP and _destroys_world(node):
                 destroys.append(node)
             elif resolved in catalog.RUNTIME_BARRIERS:
                 runtime_barriers = True
@@ -522,6 +558,8 @@ class _Checker:
                     "ckptfix.runtime barriers are used but init_sync() does not follow init_process_group()",
                     [Insert(key, True, "{init_sync}()", frozenset({"init_sync"}))],
                 )
+        if not has_checkpoints:
+            return  # the final sync protects the last checkpoint; without one there is nothing to lose
         template, symbols = self._barrier(self.options.final_timeout, final=True)
         for call in destroys:
             stmt = self.tree.statement(call)
@@ -535,7 +573,7 @@ class _Checker:
                 "down (the last checkpoint may be cut short)",
                 [Insert(self.key(stmt), False, template, symbols)] if fixable else [],
             )
-        if destroys or not has_checkpoints:
+        if destroys:
             return
         for function in self._training_functions():
             last = function.body[-1]
@@ -556,7 +594,10 @@ class _Checker:
         following = block[index + 1 : index + 3]
         for sibling in following:
             for node in ast.walk(sibling):
-                if isinstance(node, ast.Call) and self.names.resolve(node.func) == "ckptfix.runtime.init_sync":
+                if (
+                    isinstance(node, ast.Call)
+                    and self.names.resolve(node.func) == "ckptfix.runtime.init_sync"
+                ):
                     return
         self.init_keys.append(self.key(stmt))
         self._init_missing.append((self.key(stmt), call))
@@ -621,7 +662,8 @@ class _Checker:
                     return True
         sites = self.graph.sites[id(function)]
         return bool(sites) and all(
-            isinstance(site, ast.Call) and self._barrier_follows(self._anchor_statement(site), site) for site in sites
+            isinstance(site, ast.Call) and self._barrier_follows(self._anchor_statement(site), site)
+            for site in sites
         )
 
     # --- CKP006 ----------------------------------------------------------------------------------------
@@ -656,10 +698,21 @@ def _numeric_constants(module: ast.Module) -> set[str]:
                 if isinstance(target, ast.Name):
                     counts[target.id] = counts.get(target.id, 0) + 1
                     value = stmt.value
-                    if isinstance(value, ast.Constant) and isinstance(value.value, int | float):
-                        if not isinstance(value.value, bool):
-                            numeric.add(target.id)
+                    if (
+                        isinstance(value, ast.Constant)
+                        and isinstance(value.value, int | float)
+                        and not isinstance(value.value, bool)
+                    ):
+                        numeric.add(target.id)
     return {name for name in numeric if counts[name] == 1}
+
+
+def _destroys_world(call: ast.Call) -> bool:
+    """`destroy_process_group()` / `(None)` ends training; destroying a subgroup does not."""
+    group = call.args[0] if call.args else next((kw.value for kw in call.keywords if kw.arg == "group"), None)
+    if group is None or (isinstance(group, ast.Constant) and group.value is None):
+        return True
+    return (dotted(group) or "").endswith("group.WORLD")
 
 
 def _contains_loop(stmt: ast.stmt) -> bool:

@@ -86,7 +86,9 @@ class GuardRecognizer:
                 return max(found) if found else None
             # `or`: every alternative must be a guard or "not distributed at all".
             guards = [k for k in kinds if k is not None]
-            if guards and all(k is not None or _not_distributed(v) for k, v in zip(kinds, test.values, strict=True)):
+            if guards and all(
+                k is not None or _not_distributed(v) for k, v in zip(kinds, test.values, strict=True)
+            ):
                 return min(guards)
             return None
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
@@ -103,7 +105,9 @@ class GuardRecognizer:
             found = [k for k in kinds if k is not None]
             if isinstance(test.op, ast.Or):
                 return max(found) if found else None
-            if found and all(k is not None or _distributed(v) for k, v in zip(kinds, test.values, strict=True)):
+            if found and all(
+                k is not None or _distributed(v) for k, v in zip(kinds, test.values, strict=True)
+            ):
                 return min(found)
             return None
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
@@ -160,7 +164,7 @@ class GuardRecognizer:
                 elif _contains(ancestor.orelse, child):
                     kind = self.classify_negated(ancestor.test)
             elif isinstance(ancestor, ast.BoolOp) and child in ancestor.values:
-                before = ancestor.values[: ancestor.values.index(child)]  # type: ignore[arg-type]
+                before = ancestor.values[: ancestor.values.index(child)]
                 classify = self.classify if isinstance(ancestor.op, ast.And) else self.classify_negated
                 kinds = [k for k in map(classify, before) if k is not None]
                 kind = max(kinds) if kinds else None
@@ -207,9 +211,12 @@ def _exit_kind(stmt: ast.stmt) -> str | None:
         return "break"
     if isinstance(stmt, ast.Raise):
         return "raise"
-    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-        if dotted(stmt.value.func) in {"sys.exit", "exit", "quit", "os._exit"}:
-            return "raise"
+    if (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and dotted(stmt.value.func) in {"sys.exit", "exit", "quit", "os._exit"}
+    ):
+        return "raise"
     return None
 
 
@@ -261,9 +268,13 @@ def _constants(expr: ast.expr) -> set[object] | None:
 
 def _mentions_distribution(expr: ast.expr) -> bool:
     name = (last_name(expr) or "").lower()
-    return name in {"is_initialized", "is_available", "is_dist_avail_and_initialized", "ddp", "use_ddp"} or any(
-        hint in name for hint in ("distributed", "is_dist", "multi_gpu", "multiprocessing")
-    )
+    return name in {
+        "is_initialized",
+        "is_available",
+        "is_dist_avail_and_initialized",
+        "ddp",
+        "use_ddp",
+    } or any(hint in name for hint in ("distributed", "is_dist", "multi_gpu", "multiprocessing"))
 
 
 def _world_size(expr: ast.expr) -> bool:

@@ -32,7 +32,7 @@ class WrapGuard:
     dest: ArgRef | None
     obj: ArgRef | None
     hoist_name: str | None
-    exc_name: str
+    exc_name: str | None  # None: the handler does not need the exception (logging.exception)
     test: str  # template of the guard's condition
     handler: str  # template of the except body; `__path__` stands for the destination
     symbols: frozenset[str]

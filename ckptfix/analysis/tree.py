@@ -77,7 +77,9 @@ class Tree:
         return None
 
     def runs_at_import(self, node: ast.AST) -> bool:
-        return not any(isinstance(a, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) for a in self.ancestors(node))
+        return not any(
+            isinstance(a, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) for a in self.ancestors(node)
+        )
 
     def enclosing_statements(self, node: ast.AST) -> Iterator[ast.stmt]:
         """Statements from the innermost containing `node` outwards, stopping at the function."""
@@ -99,7 +101,7 @@ class Tree:
         block, index = self.block_of.get(id(stmt), ([], -1))
         if index < 0:
             return False
-        if index > 0 and block[index - 1].end_lineno == stmt.lineno:  # type: ignore[attr-defined]
+        if index > 0 and block[index - 1].end_lineno == stmt.lineno:
             return False
         if index + 1 < len(block) and block[index + 1].lineno == stmt.end_lineno:
             return False
