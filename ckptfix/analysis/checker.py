@@ -80,7 +80,7 @@ class _Checker:
         self.names = names
         self.options = options
         self.runtime = options.style == "runtime"
-        self.guards = GuardRecognizer(options.extra_main_predicates)
+        self.guards = GuardRecognizer(names, options.extra_main_predicates)
         self.graph = CallGraph(tree, self.guards)
         self.module_functions = {f.name for f in self.graph.functions}
         self.issues: list[Issue] = []

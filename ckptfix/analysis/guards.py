@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ckptfix.analysis import catalog
-from ckptfix.analysis.names import dotted, last_name
+from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.tree import Tree
 
 
@@ -41,7 +41,8 @@ class Guard:
 class GuardRecognizer:
     """Classifies expressions; `extra` holds user predicates (Options.extra_main_predicates)."""
 
-    def __init__(self, extra_predicates: tuple[str, ...] = ()) -> None:
+    def __init__(self, names: Names, extra_predicates: tuple[str, ...] = ()) -> None:
+        self.names = names
         self.extra = {name.rsplit(".", 1)[-1] for name in extra_predicates}
 
     # --- rank expressions ------------------------------------------------------------------------------
@@ -70,6 +71,11 @@ class GuardRecognizer:
         name = last_name(expr)
         if name is None:
             return None
+        # An imported alias (`from ckptfix.runtime import is_main_process as main_only`) counts by
+        # the name it was imported under.
+        resolved = self.names.resolve(expr.func if isinstance(expr, ast.Call) else expr)
+        if resolved is not None:
+            name = resolved.rsplit(".", 1)[-1]
         if name in catalog.LOCAL_MAIN_PREDICATES:
             return Kind.LOCAL
         if name in catalog.MAIN_PREDICATES or name in self.extra:
