@@ -171,6 +171,12 @@ def _symbols(needed: set[str], names: Names) -> tuple[dict[str, str], list[str]]
     for symbol in sorted(needed & MODULE_SYMBOLS.keys()):
         target = MODULE_SYMBOLS[symbol]
         local = names.local_for(target)
+        if (
+            local is None
+            and target in names.imported
+            and names.module_imports.get(target.split(".")[0]) == "torch"
+        ):
+            local = target  # `import torch.distributed` already made `torch.distributed` usable
         if local is None:
             local = names.fresh(symbol, reserved=mapping.values())
             if local == target:

@@ -17,9 +17,8 @@ def is_distributed(tree: ast.Module, names: Names) -> bool:
     """The module imports or reaches torch.distributed / DDP / FSDP / accelerate / deepspeed (and kin),
     or reads the launcher's RANK / LOCAL_RANK / WORLD_SIZE variables."""
     prefixes = catalog.DISTRIBUTED_MODULE_PREFIXES
-    for target in names.imports.values():
-        if target.startswith(prefixes):
-            return True
+    if any(module.startswith(prefixes) for module in names.imported):
+        return True
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             resolved = names.resolve(node)

@@ -59,6 +59,7 @@ class Names:
         self.imports: dict[str, str] = {}  # local name -> dotted target, any scope
         self.module_imports: dict[str, str] = {}  # only top-level (module scope) imports
         self.bound: set[str] = set()  # every identifier bound or used anywhere
+        self.imported: set[str] = set()  # every module (and `module.name`) imported anywhere
         self._conflicting: set[str] = set()
         self._collect(tree)
 
@@ -75,6 +76,7 @@ class Names:
         assigns: list[ast.Assign] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
+                self.imported.update(alias.name for alias in node.names)
                 for alias in node.names:
                     if alias.asname:
                         self._bind(alias.asname, alias.name, id(node) in top_level)
@@ -85,6 +87,8 @@ class Names:
                         self.bound.add(head)
             elif isinstance(node, ast.ImportFrom):
                 module = "." * node.level + (node.module or "")
+                self.imported.add(module)
+                self.imported.update(f"{module}.{alias.name}" for alias in node.names)
                 for alias in node.names:
                     if alias.name == "*":
                         continue

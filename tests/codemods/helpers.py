@@ -34,7 +34,9 @@ def findings(source: str, **options: object) -> list[tuple[int, str, bool]]:
     return [(f.line, f.code, f.fixable) for f in check_source(source, options=Options(**options))]  # type: ignore[arg-type]
 
 
-def guarded_calls(source: str, guard_words: tuple[str, ...] = ("is_main_process", "get_rank() == 0")) -> set[str]:
+def guarded_calls(
+    source: str, guard_words: tuple[str, ...] = ("is_main_process", "get_rank() == 0")
+) -> set[str]:
     """Names of calls that sit under an `if` whose test mentions a main-process guard."""
     tree = ast.parse(source)
     names: set[str] = set()

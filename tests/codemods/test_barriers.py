@@ -186,12 +186,18 @@ def test_numeric_timeouts_are_found() -> None:
 
 
 def test_numeric_timeout_runtime_and_inline() -> None:
-    before = src("def f():\n    dist.barrier(timeout=120)\n    dist.monitored_barrier(timeout=30, wait_all_ranks=True)\n")
+    before = src(
+        "def f():\n"
+        "    dist.barrier(timeout=120)\n"
+        "    dist.monitored_barrier(timeout=30, wait_all_ranks=True)\n"
+    )
     runtime = rewrite(before, select=frozenset({"CKP003"}))
     assert "    checkpoint_barrier(timeout=120)\n    checkpoint_barrier(timeout=30)\n" in runtime
     inline = rewrite(before, style="inline", select=frozenset({"CKP003"}))
     assert "    dist.barrier(timeout=datetime.timedelta(seconds=120))\n" in inline
-    assert "    dist.monitored_barrier(timeout=datetime.timedelta(seconds=30), wait_all_ranks=True)\n" in inline
+    assert (
+        "    dist.monitored_barrier(timeout=datetime.timedelta(seconds=30), wait_all_ranks=True)\n" in inline
+    )
     assert inline.count("import datetime") == 1
 
 
@@ -241,9 +247,13 @@ def test_swallowed_barrier_is_unwrapped_inline() -> None:
 
 
 def test_reraising_handler_is_fine_and_busy_try_is_report_only() -> None:
-    reraise = src("def f():\n    try:\n        dist.barrier()\n    except Exception:\n        log()\n        raise\n")
+    reraise = src(
+        "def f():\n    try:\n        dist.barrier()\n    except Exception:\n        log()\n        raise\n"
+    )
     assert "CKP007" not in codes(reraise)
-    busy = src("def f(m):\n    try:\n        m.step()\n        dist.barrier()\n    except Exception:\n        pass\n")
+    busy = src(
+        "def f(m):\n    try:\n        m.step()\n        dist.barrier()\n    except Exception:\n        pass\n"
+    )
     assert findings(busy) == [(4, "CKP007", False)]
     assert rewrite(busy) == busy
 

@@ -87,7 +87,9 @@ def test_full_rewrite_of_seed_style_method() -> None:
     ],
 )
 def test_recognised_guards_are_not_double_guarded(guard: str) -> None:
-    before = src(f"def save(model, path, rank, step, every):\n    {guard}\n        torch.save(model, path)\n", "")
+    before = src(
+        f"def save(model, path, rank, step, every):\n    {guard}\n        torch.save(model, path)\n", ""
+    )
     before = "import os\nimport torch\nimport torch.distributed as dist\n" + before
     assert "CKP001" not in codes(before)
     assert rewrite(before, **ONLY_001) == before
@@ -97,12 +99,12 @@ def test_recognised_guards_are_not_double_guarded(guard: str) -> None:
     "code",
     [
         "def save(model, path, rank):\n    if rank != 0:\n        return\n    torch.save(model, path)\n",
-        "def save(model, path):\n    if not is_main_process():\n        return\n    torch.save(model, path)\n",
+        "def save(model, p):\n    if not is_main_process():\n        return\n    torch.save(model, p)\n",
         "@rank_zero_only\ndef save(model, path):\n    torch.save(model, path)\n",
         "@accelerator.on_main_process\ndef save(model, path):\n    torch.save(model, path)\n",
         "def save(model, path, rank):\n    torch.save(model, path) if rank == 0 else None\n",
         "def save(model, path, rank):\n    rank == 0 and torch.save(model, path)\n",
-        "def save(model, path, rank):\n    if rank > 0:\n        pass\n    else:\n        torch.save(model, path)\n",
+        "def save(m, p, rank):\n    if rank > 0:\n        pass\n    else:\n        torch.save(m, p)\n",
     ],
 )
 def test_other_guard_forms(code: str) -> None:
@@ -248,7 +250,9 @@ def test_file_defining_its_own_is_main_process() -> None:
         """
     )
     after = rewrite(before, **ONLY_001)
-    assert "from ckptfix.runtime import is_main_process as ckptfix_is_main_process, report_save_failure" in after
+    assert (
+        "from ckptfix.runtime import is_main_process as ckptfix_is_main_process, report_save_failure" in after
+    )
     assert "if ckptfix_is_main_process():" in after
     assert "def is_main_process():" in after
 
@@ -269,8 +273,9 @@ def test_imports_after_code_and_in_try() -> None:
     )
     after = rewrite(before, **ONLY_001)
     assert after.startswith(
-        '"""doc"""\nimport sys\nsys.path.insert(0, \'.\')\nimport torch\ntry:\n    import torch.distributed as dist\n'
-        "except ImportError:\n    dist = None\nfrom ckptfix.runtime import is_main_process, report_save_failure\n"
+        '"""doc"""\nimport sys\nsys.path.insert(0, \'.\')\nimport torch\n'
+        "try:\n    import torch.distributed as dist\nexcept ImportError:\n    dist = None\n"
+        "from ckptfix.runtime import is_main_process, report_save_failure\n"
     )
 
 
@@ -287,7 +292,9 @@ def test_crlf_tabs_comments_and_quotes_survive() -> None:
 
 
 def test_non_ascii_before_call_on_same_line() -> None:
-    before = src('def f(m):\n    torch.save(m, "é.pt"); torch.save(m, "ü.pt")\n    x = "ü"; torch.save(m, x)\n')
+    before = src(
+        'def f(m):\n    torch.save(m, "é.pt"); torch.save(m, "ü.pt")\n    x = "ü"; torch.save(m, x)\n'
+    )
     found = [f for f in check_source(before) if f.code == "CKP001"]
     assert [(f.line, f.col) for f in found] == [(4, 5), (4, 28), (5, 14)]  # characters, not bytes
     rewrite(before)  # statements sharing a line are reported, not rewritten; the result still compiles
@@ -334,7 +341,9 @@ def test_local_rank_guard_is_reported_not_rewritten() -> None:
     ],
 )
 def test_per_rank_memory_and_temp_writes_are_not_findings(code: str) -> None:
-    assert codes(src(code, "import io\nimport tempfile\nimport torch\nimport torch.distributed as dist\n")) == []
+    assert (
+        codes(src(code, "import io\nimport tempfile\nimport torch\nimport torch.distributed as dist\n")) == []
+    )
 
 
 def test_single_process_module_has_no_findings_unless_assumed() -> None:
@@ -358,15 +367,23 @@ def test_distributed_markers(header: str) -> None:
 
 
 def test_extra_save_functions_and_predicates() -> None:
-    before = src("def f(m, p):\n    mylib.write_ckpt(m, p)\n    if mylib.is_chief_worker():\n        torch.save(m, p)\n")
-    options = {"extra_save_functions": ("mylib.write_ckpt",), "extra_main_predicates": ("mylib.is_chief_worker",)}
+    before = src(
+        "def f(m, p):\n"
+        "    mylib.write_ckpt(m, p)\n"
+        "    if mylib.is_chief_worker():\n"
+        "        torch.save(m, p)\n"
+    )
+    options = {
+        "extra_save_functions": ("mylib.write_ckpt",),
+        "extra_main_predicates": ("mylib.is_chief_worker",),
+    }
     assert [f[:2] for f in findings(before, **options) if f[1] == "CKP001"] == [(4, "CKP001")]
 
 
 def test_file_handle_write_guards_the_with() -> None:
     before = src('def f(m, p):\n    with open(p, "wb") as fh:\n        torch.save(m, fh)\n')
     after = rewrite(before, **ONLY_001)
-    assert "    if is_main_process():\n        try:\n            with open(p, \"wb\") as fh:\n" in after
+    assert '    if is_main_process():\n        try:\n            with open(p, "wb") as fh:\n' in after
     assert "report_save_failure(p, exc)" in after
 
 
