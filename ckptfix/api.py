@@ -85,6 +85,8 @@ def _parse(source: str, path: str) -> ast.Module:
 
 def _analyze(source: str, path: str, options: Options) -> tuple[Analysis, list[Issue]]:
     analysis = analyze(source, _parse(source, path), options)
+    if not analysis.issues:
+        return analysis, []
     suppressions = Suppressions(source)
     issues = [i for i in analysis.issues if not suppressions.suppressed(i.code, *i.lines)]
     return analysis, issues

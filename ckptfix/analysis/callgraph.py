@@ -22,15 +22,17 @@ class CallGraph:
         self.functions: list[FunctionNode] = []
         self._plain: dict[str, list[FunctionNode]] = {}
         self._methods: dict[str, list[FunctionNode]] = {}
-        for node in ast.walk(tree.module):
+        for node in tree.nodes:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions.append(node)
                 table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
                 table.setdefault(node.name, []).append(node)
         self.sites: dict[int, list[ast.AST]] = {id(f): [] for f in self.functions}
-        for node in ast.walk(tree.module):
-            for callee in self.targets(node):
-                self.sites[id(callee)].append(node)
+        if self.functions:
+            for node in tree.nodes:
+                if isinstance(node, ast.Call | ast.Name | ast.Attribute):
+                    for callee in self.targets(node):
+                        self.sites[id(callee)].append(node)
         self._function_guard: dict[int, Guard | None] = {}
         self._in_progress: set[int] = set()
 

@@ -62,8 +62,8 @@ class Analysis:
 def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
     """Run every selected rule over one parsed module."""
     tree = Tree(source, module)
-    names = Names(module)
-    if not (options.assume_distributed or is_distributed(module, names)):
+    names = Names(module, tree.nodes)
+    if not (options.assume_distributed or is_distributed(tree.nodes, names)):
         return Analysis(tree, names, [], [])
     checker = _Checker(tree, names, options)
     checker.run()
@@ -95,7 +95,7 @@ class _Checker:
         checkpoints = [s for s in saves if not s.per_rank and not s.in_memory]
         for save in checkpoints:
             self._check_save(save)
-        for node in ast.walk(self.tree.module):
+        for node in self.tree.nodes:
             if isinstance(node, ast.Call):
                 self._check_barrier_timeout(node)
                 self._check_collective(node)
@@ -247,7 +247,7 @@ class _Checker:
         return False
 
     def _success_followers(self, stmt: ast.stmt) -> int:
-        block, index = self.tree.block_of[id(stmt)]
+        block, index = self.tree.block_of(stmt)
         count = 0
         for follower in block[index + 1 :]:
             if not self.tree.alone_on_line(follower) or not self._success_only(follower):
@@ -348,7 +348,7 @@ class _Checker:
 
     def _group(self, anchor: ast.stmt) -> tuple[int, ...]:
         """Anchors in one block with no loop between them share one barrier."""
-        block, index = self.tree.block_of[id(anchor)]
+        block, index = self.tree.block_of(anchor)
         loops = sum(1 for stmt in block[:index] if _contains_loop(stmt))
         return (block[0].lineno, block[0].col_offset, loops)
 
@@ -402,7 +402,7 @@ class _Checker:
                 and self._is_sync(child)
             ):
                 return True
-        block, index = self.tree.block_of[id(anchor)]
+        block, index = self.tree.block_of(anchor)
         for sibling in block[index + 1 :]:
             for child in [sibling, *walk_local(sibling)]:
                 if isinstance(child, ast.Call) and self._is_sync(child):
@@ -540,9 +540,7 @@ class _Checker:
     def _check_final_sync(self, has_checkpoints: bool) -> None:
         destroys: list[ast.Call] = []
         runtime_barriers = False
-        for node in ast.walk(self.tree.module):
-            if not isinstance(node, ast.Call):
-                continue
+        for node in self.tree.calls:
             resolved = self.names.resolve(node.func)
             if resolved == catalog.DESTROY_PROCESS_GROUP and _destroys_world(node):
                 destroys.append(node)
@@ -590,7 +588,7 @@ class _Checker:
         stmt = self.tree.statement(call)
         if not (isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)):
             return
-        block, index = self.tree.block_of[id(stmt)]
+        block, index = self.tree.block_of(stmt)
         following = block[index + 1 : index + 3]
         for sibling in following:
             for node in ast.walk(sibling):
@@ -604,7 +602,7 @@ class _Checker:
 
     def _sync_before(self, stmt: ast.stmt, depth: int) -> bool:
         for level in self.tree.enclosing_statements(stmt):
-            block, index = self.tree.block_of[id(level)]
+            block, index = self.tree.block_of(level)
             for previous in block[:index]:
                 for node in [previous, *walk_local(previous)]:
                     if isinstance(node, ast.Call) and self._is_sync(node):

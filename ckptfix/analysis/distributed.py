@@ -13,13 +13,13 @@ def has_distributed_marker(data: bytes) -> bool:
     return any(marker in data for marker in catalog.DISTRIBUTED_MARKERS)
 
 
-def is_distributed(tree: ast.Module, names: Names) -> bool:
+def is_distributed(nodes: list[ast.AST], names: Names) -> bool:
     """The module imports or reaches torch.distributed / DDP / FSDP / accelerate / deepspeed (and kin),
     or reads the launcher's RANK / LOCAL_RANK / WORLD_SIZE variables."""
     prefixes = catalog.DISTRIBUTED_MODULE_PREFIXES
     if any(module.startswith(prefixes) for module in names.imported):
         return True
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Attribute):
             resolved = names.resolve(node)
             if resolved is not None and resolved.startswith(prefixes):

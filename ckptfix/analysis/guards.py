@@ -189,7 +189,7 @@ class GuardRecognizer:
 
     def _early_exit(self, tree: Tree, stmt: ast.stmt) -> Guard | None:
         """`if rank != 0: return` (or continue/break/raise/sys.exit) before `stmt` in its block."""
-        block, index = tree.block_of.get(id(stmt), ([], 0))
+        block, index = tree.block_of(stmt)
         for previous in block[:index]:
             if not isinstance(previous, ast.If) or previous.orelse or not previous.body:
                 continue

@@ -55,13 +55,13 @@ class Names:
     """Bindings of one module: imports (any scope), simple aliases (`save_fn = torch.save`), and every
     identifier in use, so that inserted names never clash."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, nodes: list[ast.AST] | None = None) -> None:
         self.imports: dict[str, str] = {}  # local name -> dotted target, any scope
         self.module_imports: dict[str, str] = {}  # only top-level (module scope) imports
         self.bound: set[str] = set()  # every identifier bound or used anywhere
         self.imported: set[str] = set()  # every module (and `module.name`) imported anywhere
         self._conflicting: set[str] = set()
-        self._collect(tree)
+        self._collect(tree, nodes if nodes is not None else list(ast.walk(tree)))
 
     def _bind(self, local: str, target: str, top: bool) -> None:
         previous = self.imports.get(local)
@@ -71,11 +71,13 @@ class Names:
         if top:
             self.module_imports[local] = target
 
-    def _collect(self, tree: ast.Module) -> None:
+    def _collect(self, tree: ast.Module, nodes: list[ast.AST]) -> None:
         top_level = {id(node) for node in _top_level_statements(tree.body)}
         assigns: list[ast.Assign] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
+        for node in nodes:
+            if isinstance(node, ast.Name):
+                self.bound.add(node.id)
+            elif isinstance(node, ast.Import):
                 self.imported.update(alias.name for alias in node.names)
                 for alias in node.names:
                     if alias.asname:
@@ -95,8 +97,6 @@ class Names:
                     local = alias.asname or alias.name
                     self._bind(local, f"{module}.{alias.name}", id(node) in top_level)
                     self.bound.add(local)
-            elif isinstance(node, ast.Name):
-                self.bound.add(node.id)
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.bound.add(node.name)
             elif isinstance(node, ast.arg):

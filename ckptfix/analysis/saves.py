@@ -77,9 +77,7 @@ class SaveFinder:
 
     def find(self) -> list[Save]:
         saves: list[Save] = []
-        for node in ast.walk(self.tree.module):
-            if not isinstance(node, ast.Call):
-                continue
+        for node in self.tree.calls:
             if self._in_torchscript(node):
                 continue  # TorchScript compiles its own subset of Python: never rewrite it
             target = self.target_of(node)

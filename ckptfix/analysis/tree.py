@@ -21,14 +21,43 @@ class Tree:
         self.source = source
         self.module = module
         self.lines = source.splitlines(keepends=True)
+        # One walk, shared by every rule: all nodes (parents before children) and parent links.
+        self.nodes: list[ast.AST] = []
         self.parent: dict[int, ast.AST] = {}
-        self.block_of: dict[int, tuple[list[ast.stmt], int]] = {}  # stmt -> (its block, index)
-        for node in ast.walk(module):
-            for child in ast.iter_child_nodes(node):
-                self.parent[id(child)] = node
-            for block in statement_blocks(node):
-                for index, stmt in enumerate(block):
-                    self.block_of[id(stmt)] = (block, index)
+        parent = self.parent
+        stack: list[ast.AST] = [module]
+        AST = ast.AST
+        while stack:
+            node = stack.pop()
+            self.nodes.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, AST):
+                            parent[id(item)] = node
+                            stack.append(item)
+                elif isinstance(value, AST):
+                    parent[id(value)] = node
+                    stack.append(value)
+        self._calls: list[ast.Call] | None = None
+
+    @property
+    def calls(self) -> list[ast.Call]:
+        if self._calls is None:
+            self._calls = [node for node in self.nodes if isinstance(node, ast.Call)]
+        return self._calls
+
+    def block_of(self, stmt: ast.stmt) -> tuple[list[ast.stmt], int]:
+        """The statement list holding `stmt` and its index there (([], -1) for the module node)."""
+        owner = self.parent.get(id(stmt))
+        if owner is None:
+            return [], -1
+        for block in statement_blocks(owner):
+            for index, item in enumerate(block):
+                if item is stmt:
+                    return block, index
+        return [], -1
 
     # --- positions -------------------------------------------------------------------------------------
     def char_col(self, line: int, byte_col: int) -> int:
@@ -98,7 +127,7 @@ class Tree:
     def alone_on_line(self, stmt: ast.stmt) -> bool:
         """True when no other statement shares the statement's lines (`a = 1; torch.save(...)`) and it is
         not the one-line body of a compound statement (`if c: torch.save(...)`)."""
-        block, index = self.block_of.get(id(stmt), ([], -1))
+        block, index = self.block_of(stmt)
         if index < 0:
             return False
         if index > 0 and block[index - 1].end_lineno == stmt.lineno:
