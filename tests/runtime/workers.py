@@ -1,0 +1,116 @@
+"""Rank functions for the distributed runtime tests (module-level so spawned processes can import them)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+
+from ckptfix.runtime import (
+    CheckpointSaveError,
+    CheckpointSyncError,
+    atomic_save,
+    checkpoint_barrier,
+    final_sync,
+    init_sync,
+    is_main_process,
+    report_save_failure,
+)
+from tests.runtime.faults import full_disk
+
+
+def barriers_pass(rank: int, world: int, use_init_sync: bool) -> dict[str, Any]:
+    """Several checkpoint barriers and a final sync, all ranks on time."""
+    if use_init_sync:
+        init_sync()
+        init_sync()  # idempotent
+    for _ in range(3):
+        checkpoint_barrier(timeout=20)
+    final_sync(timeout=20)
+    return {"main": is_main_process()}
+
+
+def late_rank(rank: int, world: int, late: int, timeout: float, delay: float) -> dict[str, Any]:
+    """`late` arrives `delay` seconds after the others; the others must give up after `timeout`."""
+    init_sync()
+    checkpoint_barrier(timeout=timeout)  # a first barrier everyone makes
+    if rank == late:
+        time.sleep(delay)
+    started = time.monotonic()
+    try:
+        checkpoint_barrier(timeout=timeout)
+    except CheckpointSyncError as exc:
+        return {
+            "raised": True,
+            "after": time.monotonic() - started,
+            "missing": exc.missing_ranks,
+            "message": str(exc),
+        }
+    return {"raised": False, "after": time.monotonic() - started}
+
+
+def dead_rank(rank: int, world: int, dead: int, timeout: float) -> dict[str, Any]:
+    """`dead` exits abruptly before the barrier; the survivors must fail fast and name it."""
+    init_sync()
+    if rank == dead:
+        os._exit(17)
+    started = time.monotonic()
+    try:
+        checkpoint_barrier(timeout=timeout)
+    except CheckpointSyncError as exc:
+        return {
+            "raised": True,
+            "after": time.monotonic() - started,
+            "missing": exc.missing_ranks,
+            "message": str(exc),
+        }
+    return {"raised": False}
+
+
+def failed_save(rank: int, world: int, directory: str) -> dict[str, Any]:
+    """Rank 0 writes v1, then fails to write v2 on a 'full disk'; every rank must learn it together."""
+    init_sync()
+    path = os.path.join(directory, "checkpoint.pt")
+    if is_main_process():
+        atomic_save({"version": 1, "weights": torch.ones(10)}, path)
+    checkpoint_barrier(timeout=20)
+    if is_main_process():
+        try:
+            with full_disk(64 * 1024):
+                atomic_save({"version": 2, "weights": torch.zeros(1_000_000)}, path)
+        except Exception as exc:
+            report_save_failure(path, exc)
+    try:
+        checkpoint_barrier(timeout=20)
+    except CheckpointSaveError as exc:
+        outcome = {"raised": True, "path": exc.path, "writer": exc.writer_rank, "reason": exc.reason}
+    else:
+        outcome = {"raised": False}
+    # Whatever the policy, the ranks are still in step: one more barrier must pass.
+    checkpoint_barrier(timeout=20)
+    return outcome
+
+
+def fallback_path(rank: int, world: int, path: str, late: int | None, directory: str) -> dict[str, Any]:
+    """Force the no-gloo-group fallback (`path`), as on an nccl/xccl-only build, on a real gloo group."""
+    from ckptfix.runtime import sync
+
+    sync.choose_sync_path = lambda **_: path  # type: ignore[assignment]
+    target = os.path.join(directory, "checkpoint.pt")
+    if is_main_process():
+        try:
+            with full_disk(16 * 1024):
+                atomic_save({"weights": torch.zeros(100_000)}, target)
+        except Exception as exc:
+            report_save_failure(target, exc)
+    checkpoint_barrier(timeout=20)  # carries rank 0's failure through the store
+    if rank == late:
+        time.sleep(6)
+    started = time.monotonic()
+    try:
+        checkpoint_barrier(timeout=2)
+    except CheckpointSyncError as exc:
+        return {"raised": True, "after": time.monotonic() - started, "missing": exc.missing_ranks}
+    return {"raised": False}
