@@ -119,10 +119,13 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
 
     plan, needed = _plan([issues[i].edits for i in fixable], options, analysis)
     symbols, imports = _symbols(needed, analysis.names)
+    import_key = None
     if imports:
-        key, after = _import_anchor(analysis.tree, plan)
-        plan.add(Insert(key, after, "\n".join(imports), frozenset()))
+        import_key, after = _import_anchor(analysis.tree, plan)
+        plan.add(Insert(import_key, after, "\n".join(imports), frozenset()))
     new_source, applied = apply_plan(source, plan, symbols)
+    if import_key is not None and import_key not in applied:
+        raise RuntimeError(f"ckptfix could not place its imports in {path}")
     fixed = {i for i in fixable if all(_edit_key(edit) in applied for edit in issues[i].edits)}
     try:
         _parse(new_source, path)
@@ -218,7 +221,7 @@ def _import_anchor(tree: Tree, plan: Plan) -> tuple[Key, bool]:
         ):
             last_import = stmt
     if last_import is not None:
-        return tree.start(last_import), True
+        return tree.start(tree.line_start(last_import)), True
     first = body[0]
     is_docstring = (
         isinstance(first, ast.Expr)

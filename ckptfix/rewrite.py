@@ -172,22 +172,35 @@ class _Applier(cst.CSTTransformer):
     ) -> cst.IndentedBlock:
         if not self.keys:
             return updated_node
-        return updated_node.with_changes(body=self._block(original_node.body, updated_node.body))  # type: ignore[arg-type]
+        keys = [self._key(stmt) for stmt in original_node.body]
+        return updated_node.with_changes(body=self._block(keys, updated_node.body))  # type: ignore[arg-type]
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if not self.keys:
             return updated_node
-        return updated_node.with_changes(body=self._block(original_node.body, updated_node.body))
+        keys = [self._key(stmt) for stmt in original_node.body]
+        return updated_node.with_changes(body=self._block(keys, updated_node.body))
+
+    def leave_SimpleStatementSuite(
+        self, original_node: cst.SimpleStatementSuite, updated_node: cst.SimpleStatementSuite
+    ) -> cst.BaseSuite:
+        """`if c: torch.save(m, p)`: a planned statement in a one-line body becomes an indented block."""
+        if len(original_node.body) != 1 or self._key(original_node.body[0]) not in self.keys:
+            return updated_node
+        line = cst.SimpleStatementLine(
+            body=updated_node.body, trailing_whitespace=updated_node.trailing_whitespace
+        )
+        return cst.IndentedBlock(body=self._block([self._key(original_node.body[0])], [line]))
 
     def _key(self, node: cst.CSTNode) -> Key:
         start = self.get_metadata(PositionProvider, node).start
         return (start.line, start.column)
 
-    def _block(self, originals: Sequence[Statement], updated: Sequence[Statement]) -> list[Statement]:
+    def _block(self, keys: Sequence[Key], updated: Sequence[Statement]) -> list[Statement]:
         out: list[Statement] = []
         index = 0
-        while index < len(originals):
-            key = self._key(originals[index])
+        while index < len(keys):
+            key = keys[index]
             stmt = updated[index]
             if key not in self.keys:
                 out.append(stmt)

@@ -389,7 +389,7 @@ class _Checker:
         if escapes:
             return None
         anchor = self._anchor_statement(node)
-        if _exits_early(anchor):
+        if _exits_early(anchor) or not self.tree.alone_on_line(anchor):
             return None
         return [anchor]
 

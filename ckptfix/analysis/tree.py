@@ -125,17 +125,22 @@ class Tree:
             stmt = parent
 
     def alone_on_line(self, stmt: ast.stmt) -> bool:
-        """True when no other statement shares the statement's lines (`a = 1; torch.save(...)`) and it is
-        not the one-line body of a compound statement (`if c: torch.save(...)`)."""
+        """True when no other statement shares the statement's lines (`a = 1; torch.save(...)`). The
+        one-line body of a compound statement (`if c: torch.save(...)`) is alone: the rewriter turns it
+        into an indented block."""
         block, index = self.block_of(stmt)
         if index < 0:
             return False
         if index > 0 and block[index - 1].end_lineno == stmt.lineno:
             return False
-        if index + 1 < len(block) and block[index + 1].lineno == stmt.end_lineno:
-            return False
-        parent = self.parent.get(id(stmt))
-        return not (isinstance(parent, ast.stmt) and parent.lineno == stmt.lineno)
+        return not (index + 1 < len(block) and block[index + 1].lineno == stmt.end_lineno)
+
+    def line_start(self, stmt: ast.stmt) -> ast.stmt:
+        """The first statement of the line `stmt` is on (`import a; import b` -> `import a`)."""
+        block, index = self.block_of(stmt)
+        while index > 0 and block[index - 1].end_lineno == block[index].lineno:
+            index -= 1
+        return block[index] if index >= 0 else stmt
 
 
 def statement_blocks(node: ast.AST) -> list[list[ast.stmt]]:

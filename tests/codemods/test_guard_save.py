@@ -391,3 +391,42 @@ def test_fix_source_reports_original_findings_with_fixed_flags() -> None:
     before = src("def f(m, p):\n    torch.save(m, p); x = 1\n    torch.save(m, p)\n")
     result = fix_source(before, options=Options(select=frozenset({"CKP001"})))
     assert [(f.line, f.fixable) for f in result.findings] == [(4, False), (5, True)]
+
+
+def test_one_line_bodies_become_blocks() -> None:
+    before = (
+        "import os; import torch\n"
+        "import torch.distributed as dist\n"
+        "def f(m, p, epoch):\n"
+        "    if epoch % 5 == 0: torch.save(m, p)  # every 5\n"
+        "    else: print('skip')\n"
+        "    for q in (p,): torch.save(m, q)\n"
+    )
+    after = rewrite(before)
+    assert after == (
+        "import os; import torch\n"
+        "import torch.distributed as dist\n"
+        "from ckptfix.runtime import atomic_save, checkpoint_barrier, is_main_process, report_save_failure\n"
+        "def f(m, p, epoch):\n"
+        "    if epoch % 5 == 0:\n"
+        "        if is_main_process():\n"
+        "            try:\n"
+        "                atomic_save(m, p)  # every 5\n"
+        "            except Exception as exc:\n"
+        "                report_save_failure(p, exc)\n"
+        "    else: print('skip')\n"
+        "    checkpoint_barrier(timeout=120)\n"
+        "    for q in (p,):\n"
+        "        if is_main_process():\n"
+        "            try:\n"
+        "                atomic_save(m, q)\n"
+        "            except Exception as exc:\n"
+        "                report_save_failure(q, exc)\n"
+        "        checkpoint_barrier(timeout=120)\n"
+    )
+
+
+def test_import_anchor_on_a_line_with_several_imports() -> None:
+    before = "import torch.distributed as dist; import torch\ndef f(m, p):\n    torch.save(m, p)\n"
+    after = rewrite(before, select=frozenset({"CKP001"}))
+    assert after.startswith("import torch.distributed as dist; import torch\nfrom ckptfix.runtime import")
