@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 import pytest
 from libcst.codemod import CodemodContext, CodemodTest
@@ -138,3 +140,30 @@ def test_atomic_command_warns_about_what_it_cannot_fix() -> None:
 
     assert command.transform_module(cst.parse_module(source)).code == source
     assert any("CKP005" in warning for warning in context.warnings)
+
+
+def test_libcst_tool_runs_the_commands(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent.parent
+    target = tmp_path / "train.py"
+    target.write_text(src("def f():\n    dist.barrier(timeout=120)\n"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "libcst.tool",
+            "codemod",
+            "--no-format",
+            "barrier_timeout.BarrierTimeoutCommand",
+            str(target),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "    checkpoint_barrier(timeout=120)\n" in target.read_text()
