@@ -86,6 +86,8 @@ class _Checker:
         self.issues: list[Issue] = []
         self.init_keys: list[Key] = []
         self._init_missing: list[tuple[Key, ast.Call]] = []
+        self._flags: dict[int, set[str]] = {}
+        self._syncs: dict[int, bool] = {}
         self._reserved: dict[int, set[str]] = {}
         self._constants = _numeric_constants(tree.module)
 
@@ -101,6 +103,8 @@ class _Checker:
                 self._check_collective(node)
             elif isinstance(node, ast.Try):
                 self._check_swallowed(node)
+            elif isinstance(node, ast.Break | ast.Assign):
+                self._check_divergent_exit(node)
         self._check_final_sync(bool(checkpoints))
 
     def _issue(self, code: str, node: ast.AST, message: str, edits: list[Edit] | None = None) -> None:
@@ -369,6 +373,11 @@ class _Checker:
         local = self.guards.local_guard(self.tree, node)
         if local is not None and local.exit in {"continue", "break"}:
             return None
+        for ancestor in self.tree.ancestors(node):
+            if isinstance(ancestor, ast.Lambda):
+                return None  # runs whenever the lambda is called: no statement to follow
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef):
+                break
         escapes = local is not None and local.exit in {"return", "raise"}
         function = self.tree.function(node)
         if function is not None and (
@@ -665,6 +674,59 @@ class _Checker:
         )
 
     # --- CKP006 ----------------------------------------------------------------------------------------
+    def _syncs_every_rank(self, loop: ast.AST) -> bool:
+        """The loop makes collectives (directly, through helpers, or DDP's backward)."""
+
+        def direct(call: ast.Call) -> bool:
+            return (
+                last_name(call.func) == "backward"
+                or is_barrier_call(call, self.names)
+                or collective_name(call, self.names, self.module_functions) is not None
+            )
+
+        if id(loop) not in self._syncs:
+            self._syncs[id(loop)] = self._loop_reaches(loop, direct)
+        return self._syncs[id(loop)]
+
+    def _check_divergent_exit(self, node: ast.Break | ast.Assign) -> None:
+        """A `break`, or a stop flag, set under a main-process guard ends the loop on rank 0 only."""
+        loop = _loop_of(self.tree, node)
+        if loop is None:
+            return
+        if isinstance(node, ast.Break):
+            what = "`break`"
+        else:
+            flag = dotted(node.targets[0]) if len(node.targets) == 1 else None
+            if flag is None or flag not in self._loop_flags(loop):
+                return
+            what = f"`{flag}`, which ends the loop,"
+        guard = self.guards.local_guard(self.tree, node, stop=loop)
+        if guard is None or guard.kind == Kind.SHARD or not self._syncs_every_rank(loop):
+            return
+        self._issue(
+            "CKP006",
+            node,
+            f"{what} is set under the main-process guard at line {getattr(guard.node, 'lineno', '?')}: the "
+            "loop ends on the main process only and the other ranks wait in its collectives forever",
+        )
+
+    def _loop_flags(self, loop: ast.AST) -> set[str]:
+        """Names that end `loop`: in its `while` condition, or in the test of an `if` that breaks."""
+        cached = self._flags.get(id(loop))
+        if cached is not None:
+            return cached
+        tests = [loop.test] if isinstance(loop, ast.While) else []
+        tests += [
+            n.test
+            for n in walk_local(loop)
+            if isinstance(n, ast.If) and any(isinstance(s, ast.Break) for s in n.body)
+        ]
+        flags = {
+            name for test in tests for n in ast.walk(test) if isinstance(n, ast.expr) and (name := dotted(n))
+        }
+        self._flags[id(loop)] = flags
+        return flags
+
     def _check_collective(self, call: ast.Call) -> None:
         name = collective_name(call, self.names, self.module_functions)
         if name is None:
@@ -683,6 +745,15 @@ class _Checker:
             call,
             f"collective `{name}` {where}: the other ranks never join it and the main process hangs",
         )
+
+
+def _loop_of(tree: Tree, node: ast.AST) -> ast.AST | None:
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, LOOPS):
+            return ancestor
+        if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            return None
+    return None
 
 
 def _numeric_constants(module: ast.Module) -> set[str]:

@@ -156,12 +156,14 @@ class GuardRecognizer:
                 return Kind.LOCAL
         return None
 
-    def local_guard(self, tree: Tree, node: ast.AST) -> Guard | None:
-        """The strongest guard between `node` and its function (or module) boundary, if any."""
+    def local_guard(self, tree: Tree, node: ast.AST, stop: ast.AST | None = None) -> Guard | None:
+        """The strongest guard between `node` and its function (or module) boundary, or `stop`."""
         found: list[Guard] = []
         child: ast.AST = node
         for ancestor in tree.ancestors(node):
-            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            if ancestor is stop or isinstance(
+                ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+            ):
                 break
             kind: Kind | None = None
             if isinstance(ancestor, ast.If | ast.IfExp):

@@ -87,3 +87,49 @@ def test_rewrite_never_creates_a_collective_under_a_guard() -> None:
 def test_save_next_to_a_collective_argument_is_report_only() -> None:
     before = src("def f(m):\n    torch.save(m, get_path(dist.broadcast_object_list([0])))\n")
     assert (4, "CKP001", False) in findings(before)
+
+
+def test_break_under_guard_in_a_training_loop() -> None:
+    before = src(
+        """
+        def train(model, rank, steps):
+            for step in range(steps):
+                model(step).backward()
+                if rank == 0 and step > 10:
+                    torch.save(model, "c.pt")
+                    break
+            dist.barrier()
+        """
+    )
+    assert (8, "CKP006", False) in findings(before)
+
+
+def test_stop_flag_set_under_guard() -> None:
+    before = src(
+        """
+        def train(self, model):
+            while not self.should_stop:
+                model(1).backward()
+                if is_main_process() and model.done():
+                    self.should_stop = True
+        """
+    )
+    assert (7, "CKP006", False) in findings(before)
+
+
+def test_break_every_rank_takes_is_fine() -> None:
+    before = src(
+        """
+        def train(model, rank, steps):
+            for step in range(steps):
+                model(step).backward()
+                if step > 10:
+                    break
+                if rank == 0:
+                    print(step)
+            for name in names:
+                if rank == 0:
+                    break
+        """
+    )
+    assert "CKP006" not in codes(before)

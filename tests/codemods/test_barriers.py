@@ -263,3 +263,9 @@ def test_unwrapped_output_parses_to_the_same_body() -> None:
     body = ast.parse(after).body[-1]
     assert isinstance(body, ast.ClassDef)
     assert "try" not in ast.unparse(body)
+
+
+def test_save_in_a_lambda_gets_no_barrier_at_definition() -> None:
+    before = src("save_cb = lambda m: torch.save(m, 'l.pt')\n")
+    assert (3, "CKP002", False) in findings(before)
+    assert "checkpoint_barrier" not in rewrite(before)
