@@ -54,13 +54,6 @@ class CallGraph:
             return self._methods.get(node.attr, [])
         return []
 
-    def callees(self, function: FunctionNode) -> list[FunctionNode]:
-        found: list[FunctionNode] = []
-        for node in walk_local(function):
-            if isinstance(node, ast.Call):
-                found.extend(self.targets(node))
-        return found
-
     # --- guards across calls ---------------------------------------------------------------------------
     def function_guard(self, function: FunctionNode) -> Guard | None:
         """A guard covering all of `function`: a main-only decorator, or a guard at every call site."""

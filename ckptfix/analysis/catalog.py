@@ -31,17 +31,8 @@ HF_NO_MAIN_KWARG_HINTS = ("token", "processor", "config", "extractor")
 
 # --- the runtime the rewrite imports (ckptfix/runtime, names fixed by the project) --------------------
 RUNTIME_MODULE = "ckptfix.runtime"
-RUNTIME_NAMES = (
-    "is_main_process",
-    "init_sync",
-    "checkpoint_barrier",
-    "final_sync",
-    "atomic_save",
-    "report_save_failure",
-)
 
 # --- distributed APIs ----------------------------------------------------------------------------------
-DIST = "torch.distributed"
 # torch/distributed/distributed_c10d.py
 BARRIERS = frozenset({"torch.distributed.barrier", "torch.distributed.monitored_barrier"})
 INIT_PROCESS_GROUP = "torch.distributed.init_process_group"
@@ -127,13 +118,10 @@ MAIN_ONLY_DECORATORS = frozenset(
     {"rank_zero_only", "on_main_process", "main_process_only", "master_only", "rank0_only", "only_rank_zero"}
 )
 LOCAL_ONLY_DECORATORS = frozenset({"on_local_main_process"})
-# Rank-valued calls (last component) and what kind of rank they give.
-GLOBAL_RANK_CALLS = frozenset({"get_rank", "get_global_rank", "get_ordinal", "process_index", "rank"})
+# Rank-valued calls (last component) that give a per-node rank.
 LOCAL_RANK_CALLS = frozenset({"get_local_rank", "get_local_ordinal", "local_process_index"})
 # Identifiers naming one writer per model-parallel shard: deliberate, never a finding (DESIGN "Traps").
 SHARD_RANK_HINTS = ("dp_rank", "data_parallel_rank", "dp_group_rank", "mp_rank", "tp_rank", "pp_rank")
-# Identifiers whose value is a per-node rank.
-LOCAL_RANK_HINTS = ("local_rank", "gpu_id", "local_process_index", "node_rank", "gpu", "device_id")
 
 # --- collectives (issue 4; CKP006) ----------------------------------------------------------------------
 # torch/distributed/distributed_c10d.py __all__ collectives and group constructors, device_mesh.py,

@@ -105,11 +105,6 @@ class Tree:
                 return None
         return None
 
-    def runs_at_import(self, node: ast.AST) -> bool:
-        return not any(
-            isinstance(a, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) for a in self.ancestors(node)
-        )
-
     def enclosing_statements(self, node: ast.AST) -> Iterator[ast.stmt]:
         """Statements from the innermost containing `node` outwards, stopping at the function."""
         stmt = self.statement(node)
