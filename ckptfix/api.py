@@ -115,7 +115,9 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     fixable = [i for i, issue in enumerate(issues) if issue.edits]
     if not fixable:
         return FixResult(_findings(path, analysis.tree, issues, set()), None)
-    from ckptfix.rewrite import apply_plan  # libcst only when something is rewritten
+    from libcst import ParserSyntaxError  # libcst only when something is rewritten
+
+    from ckptfix.rewrite import apply_plan
 
     plan, needed = _plan([issues[i].edits for i in fixable], options, analysis)
     symbols, imports = _symbols(needed, analysis.names)
@@ -123,7 +125,12 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     if imports:
         import_key, after = _import_anchor(analysis.tree, plan)
         plan.add(Insert(import_key, after, "\n".join(imports), frozenset()))
-    new_source, applied = apply_plan(source, plan, symbols)
+    try:
+        new_source, applied = apply_plan(source, plan, symbols)
+    except ParserSyntaxError as exc:  # valid for `ast` but not for libcst's grammar
+        raise SourceError(
+            f"cannot rewrite, libcst does not parse it: {exc.message} (line {exc.raw_line})"
+        ) from exc
     if import_key is not None and import_key not in applied:
         raise RuntimeError(f"ckptfix could not place its imports in {path}")
     fixed = {i for i in fixable if all(_edit_key(edit) in applied for edit in issues[i].edits)}

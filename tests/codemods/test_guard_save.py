@@ -430,3 +430,16 @@ def test_import_anchor_on_a_line_with_several_imports() -> None:
     before = "import torch.distributed as dist; import torch\ndef f(m, p):\n    torch.save(m, p)\n"
     after = rewrite(before, select=frozenset({"CKP001"}))
     assert after.startswith("import torch.distributed as dist; import torch\nfrom ckptfix.runtime import")
+
+
+def test_two_space_indent_is_kept_in_inserted_code() -> None:
+    before = src("def f(m, p):\n  for i in range(2):\n    torch.save(m, p)\n")
+    after = rewrite(before)
+    assert (
+        "    if is_main_process():\n"
+        "      try:\n"
+        "        atomic_save(m, p)\n"
+        "      except Exception as exc:\n"
+        "        report_save_failure(p, exc)\n"
+        "    checkpoint_barrier(timeout=120)\n"
+    ) in after
