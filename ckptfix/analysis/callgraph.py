@@ -1,0 +1,120 @@
+"""Calls between the functions and methods of one module, and the guards that follow from them.
+
+A helper whose every call site is guarded runs on the main process only; a helper that saves (or
+reaches a collective) through other helpers does so at any depth. Call sites are matched by name:
+`f(...)` for functions, `<anything>.m(...)` for methods; a reference that is not a call
+(`Thread(target=save)`) counts as an unguarded site, since we cannot see where it runs.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+
+from ckptfix.analysis.guards import Guard, GuardRecognizer
+from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+
+
+class CallGraph:
+    def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
+        self.tree = tree
+        self.guards = guards
+        self.functions: list[FunctionNode] = []
+        self._plain: dict[str, list[FunctionNode]] = {}
+        self._methods: dict[str, list[FunctionNode]] = {}
+        for node in tree.nodes:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.functions.append(node)
+                table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
+                table.setdefault(node.name, []).append(node)
+        self.sites: dict[int, list[ast.AST]] = {id(f): [] for f in self.functions}
+        if self.functions:
+            for node in tree.nodes:
+                if isinstance(node, ast.Call | ast.Name | ast.Attribute):
+                    for callee in self.targets(node):
+                        self.sites[id(callee)].append(node)
+        self._function_guard: dict[int, Guard | None] = {}
+        self._in_progress: set[int] = set()
+
+    def targets(self, node: ast.AST) -> list[FunctionNode]:
+        """Module functions a call (or a reference) may run."""
+        if isinstance(node, ast.Call):
+            node = node.func
+            if isinstance(node, ast.Name):
+                return self._plain.get(node.id, [])
+            if isinstance(node, ast.Attribute):
+                return self._methods.get(node.attr, [])
+            return []
+        parent = self.tree.parent.get(id(node))
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return []
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            return self._plain.get(node.id, [])
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            return self._methods.get(node.attr, [])
+        return []
+
+    # --- guards across calls ---------------------------------------------------------------------------
+    def function_guard(self, function: FunctionNode) -> Guard | None:
+        """A guard covering all of `function`: a main-only decorator, or a guard at every call site."""
+        key = id(function)
+        if key in self._function_guard:
+            return self._function_guard[key]
+        if key in self._in_progress:
+            return None
+        self._in_progress.add(key)
+        try:
+            result = self._compute_function_guard(function)
+        finally:
+            self._in_progress.discard(key)
+        self._function_guard[key] = result
+        return result
+
+    def _compute_function_guard(self, function: FunctionNode) -> Guard | None:
+        kind = self.guards.decorator_kind(function)
+        if kind is not None:
+            return Guard(kind, function)
+        sites = self.sites[id(function)]
+        if not sites:
+            return None
+        found: list[Guard] = []
+        for site in sites:
+            guard = self.guard(site)
+            if guard is None:
+                return None
+            found.append(guard)
+        return min(found, key=lambda g: g.kind)
+
+    def guard(self, node: ast.AST) -> Guard | None:
+        """The strongest guard under which `node` runs: in its own function, or around every call."""
+        found = [g for g in (self.guards.local_guard(self.tree, node),) if g is not None]
+        function = self.tree.function(node)
+        if function is not None:
+            outer = self.function_guard(function)
+            if outer is not None:
+                found.append(outer)
+        return max(found, key=lambda g: g.kind) if found else None
+
+    def has_guarded_site(self, function: FunctionNode) -> bool:
+        return any(self.guard(site) is not None for site in self.sites[id(function)])
+
+    # --- reachability ----------------------------------------------------------------------------------
+    def reaches(self, function: FunctionNode, direct: Callable[[ast.Call], bool]) -> list[str] | None:
+        """The call chain from `function` to a call for which `direct` holds (any depth), or None."""
+        seen: set[int] = set()
+
+        def search(current: FunctionNode) -> list[str] | None:
+            if id(current) in seen:
+                return None
+            seen.add(id(current))
+            for node in walk_local(current):
+                if isinstance(node, ast.Call):
+                    if direct(node):
+                        return [current.name]
+                    for callee in self.targets(node):
+                        chain = search(callee)
+                        if chain is not None:
+                            return [current.name, *chain]
+            return None
+
+        return search(function)

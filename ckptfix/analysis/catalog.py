@@ -1,0 +1,197 @@
+"""What the analysis knows about the outside world, kept as data so it can be reviewed and extended.
+
+Every entry names its source of truth. Qualified names are canonical: `names.canonical` maps the
+spellings torch re-exports (`torch.serialization.save`, `torch.distributed.distributed_c10d.barrier`)
+onto these.
+"""
+
+from __future__ import annotations
+
+# --- saves -------------------------------------------------------------------------------------------
+# torch/serialization.py `save(obj, f, pickle_module, pickle_protocol, _use_new_zipfile_serialization,
+# _disable_byteorder_record)`; re-exported as torch.save in torch/__init__.py.
+TORCH_SAVE = "torch.save"
+# safetensors/torch.py: save_file(tensors, filename, metadata=None), save_model(model, filename, ...).
+SAFETENSORS_SAVES = frozenset({"safetensors.torch.save_file", "safetensors.torch.save_model"})
+# ckptfix/runtime: atomic_save(obj, path, **kwargs) is a save too (an unguarded one is still CKP001).
+RUNTIME_SAVES = frozenset({"ckptfix.runtime.atomic_save"})
+# Positional index and keyword names of the (object, destination) arguments of each save.
+SAVE_ARGS: dict[str, tuple[tuple[int, str], tuple[int, str]]] = {
+    TORCH_SAVE: ((0, "obj"), (1, "f")),
+    "safetensors.torch.save_file": ((0, "tensors"), (1, "filename")),
+    "safetensors.torch.save_model": ((0, "model"), (1, "filename")),
+    "ckptfix.runtime.atomic_save": ((0, "obj"), (1, "path")),
+}
+# transformers/modeling_utils.py PreTrainedModel.save_pretrained(save_directory, is_main_process=True,
+# state_dict=None, save_function=torch.save, ...): matched by method name (the receiver's type is unknown).
+HF_SAVE_PRETRAINED = "save_pretrained"
+# Receivers whose save_pretrained has no is_main_process parameter (tokenizers, processors, configs):
+# those are guarded with an `if` instead.
+HF_NO_MAIN_KWARG_HINTS = ("token", "processor", "config", "extractor")
+
+# --- the runtime the rewrite imports (ckptfix/runtime, names fixed by the project) --------------------
+RUNTIME_MODULE = "ckptfix.runtime"
+
+# --- distributed APIs ----------------------------------------------------------------------------------
+# torch/distributed/distributed_c10d.py
+BARRIERS = frozenset({"torch.distributed.barrier", "torch.distributed.monitored_barrier"})
+INIT_PROCESS_GROUP = "torch.distributed.init_process_group"
+DESTROY_PROCESS_GROUP = "torch.distributed.destroy_process_group"
+RUNTIME_BARRIERS = frozenset({"ckptfix.runtime.checkpoint_barrier", "ckptfix.runtime.final_sync"})
+# Last name components that mean "every rank waits here" for helpers we cannot resolve: accelerate's
+# Accelerator.wait_for_everyone, Lightning's strategy.barrier, detectron2/ppdet comm.synchronize.
+BARRIER_LIKE_NAMES = frozenset(
+    {"barrier", "monitored_barrier", "wait_for_everyone", "checkpoint_barrier", "final_sync", "synchronize"}
+)
+# Device synchronisation is not a rank barrier.
+NOT_BARRIERS = frozenset(
+    {"torch.cuda.synchronize", "torch.xpu.synchronize", "torch.mps.synchronize", "torch.cpu.synchronize"}
+)
+
+# Imports that make a module distributed training code (issue 3: torch.distributed, DDP/FSDP, accelerate,
+# deepspeed, plus torch_xla, Lightning and Horovod, which launch several processes the same way).
+DISTRIBUTED_MODULE_PREFIXES = (
+    "torch.distributed",
+    "torch.nn.parallel.DistributedDataParallel",
+    "torch.nn.parallel.distributed",
+    "accelerate",
+    "deepspeed",
+    "torch_xla",
+    "lightning",
+    "pytorch_lightning",
+    "horovod",
+)
+# Launcher environment variables (torchrun, torch.distributed.launch, accelerate, deepspeed).
+LAUNCHER_ENV_VARS = frozenset({"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"})
+# Byte markers: a module can only be detected as distributed if one of these occurs in its text.
+# Keep in step with DISTRIBUTED_MODULE_PREFIXES and LAUNCHER_ENV_VARS (tests check it).
+DISTRIBUTED_MARKERS = (
+    b"distributed",
+    b"parallel",
+    b"accelerate",
+    b"deepspeed",
+    b"torch_xla",
+    b"lightning",
+    b"horovod",
+    b"RANK",
+    b"WORLD_SIZE",
+)
+
+# --- main-process idioms (DESIGN.md "Main-process idioms to recognise") ---------------------------------
+# Truthy names/attributes/calls meaning "global rank 0" (last name component, lower case).
+MAIN_PREDICATES = frozenset(
+    {
+        "is_main_process",  # accelerate Accelerator.is_main_process, ckptfix.runtime, many repos
+        "main_process",
+        "is_main",
+        "is_master",  # torchvision/detectron-style utils
+        "master_process",  # nanoGPT
+        "is_master_process",
+        "is_master_proc",  # pyslowfast
+        "is_chief",
+        "is_primary",  # timm
+        "is_rank_zero",
+        "is_rank0",
+        "rank_zero",
+        "rank0",
+        "is_global_zero",  # Lightning trainer.is_global_zero
+        "is_world_process_zero",  # transformers Trainer.is_world_process_zero()
+        "should_save",  # transformers TrainingArguments.should_save
+        "is_master_ordinal",  # torch_xla xm.is_master_ordinal()
+        "is_main_rank",
+        "is_root",
+    }
+)
+# Truthy predicates meaning "first process of this node": one writer per node, reported not accepted.
+LOCAL_MAIN_PREDICATES = frozenset(
+    {
+        "is_local_main_process",
+        "is_local_master",
+        "is_local_process_zero",
+        "is_local_rank_zero",
+        "local_master",
+    }
+)
+# Decorators that run the function on the main process only (Lightning rank_zero_only,
+# accelerate Accelerator.on_main_process / PartialState.on_main_process).
+MAIN_ONLY_DECORATORS = frozenset(
+    {"rank_zero_only", "on_main_process", "main_process_only", "master_only", "rank0_only", "only_rank_zero"}
+)
+LOCAL_ONLY_DECORATORS = frozenset({"on_local_main_process"})
+# Rank-valued calls (last component) that give a per-node rank.
+LOCAL_RANK_CALLS = frozenset({"get_local_rank", "get_local_ordinal", "local_process_index"})
+# Identifiers naming one writer per model-parallel shard: deliberate, never a finding (DESIGN "Traps").
+SHARD_RANK_HINTS = ("dp_rank", "data_parallel_rank", "dp_group_rank", "mp_rank", "tp_rank", "pp_rank")
+
+# --- collectives (issue 4; CKP006) ----------------------------------------------------------------------
+# torch/distributed/distributed_c10d.py __all__ collectives and group constructors, device_mesh.py,
+# torch/distributed/checkpoint/state_dict_saver.py + state_dict_loader.py, checkpoint/state_dict.py.
+COLLECTIVES = frozenset(
+    {
+        "torch.distributed.barrier",
+        "torch.distributed.monitored_barrier",
+        "torch.distributed.all_reduce",
+        "torch.distributed.all_gather",
+        "torch.distributed.all_gather_object",
+        "torch.distributed.all_gather_into_tensor",
+        "torch.distributed.broadcast",
+        "torch.distributed.broadcast_object_list",
+        "torch.distributed.reduce",
+        "torch.distributed.reduce_scatter",
+        "torch.distributed.reduce_scatter_tensor",
+        "torch.distributed.gather",
+        "torch.distributed.gather_object",
+        "torch.distributed.scatter",
+        "torch.distributed.scatter_object_list",
+        "torch.distributed.all_to_all",
+        "torch.distributed.all_to_all_single",
+        "torch.distributed.send",
+        "torch.distributed.recv",
+        "torch.distributed.new_group",
+        "torch.distributed.new_subgroups",
+        "torch.distributed.device_mesh.init_device_mesh",
+        "torch.distributed.checkpoint.save",
+        "torch.distributed.checkpoint.async_save",
+        "torch.distributed.checkpoint.load",
+        "torch.distributed.checkpoint.save_state_dict",
+        "torch.distributed.checkpoint.load_state_dict",
+        "torch.distributed.checkpoint.state_dict.get_model_state_dict",
+        "torch.distributed.checkpoint.state_dict.get_optimizer_state_dict",
+        "torch.distributed.checkpoint.state_dict.get_state_dict",
+        "torch.distributed.checkpoint.state_dict.set_model_state_dict",
+        "torch.distributed.checkpoint.state_dict.set_optimizer_state_dict",
+        "torch.distributed.checkpoint.state_dict.set_state_dict",
+        # torch/distributed/fsdp/fully_sharded_data_parallel.py (FSDP1 static methods)
+        "torch.distributed.fsdp.FullyShardedDataParallel.full_optim_state_dict",
+        "torch.distributed.fsdp.FullyShardedDataParallel.optim_state_dict",
+        "torch.distributed.fsdp.FullyShardedDataParallel.sharded_optim_state_dict",
+        "torch.distributed.fsdp.FullyShardedDataParallel.summon_full_params",
+    }
+)
+# Method names specific enough to mean a collective on an object whose type is unknown (heuristics;
+# `ckptfix explain CKP006` lists them): ZeroRedundancyOptimizer.consolidate_state_dict,
+# DTensor.full_tensor / redistribute, FSDP summon_full_params, accelerate Accelerator methods,
+# DeepSpeed engine checkpoint methods, Lightning/Fabric strategy calls.
+COLLECTIVE_METHODS = frozenset(
+    {
+        "consolidate_state_dict",
+        "full_tensor",
+        "redistribute",
+        "summon_full_params",
+        "full_optim_state_dict",
+        "optim_state_dict",
+        "wait_for_everyone",
+        "save_state",
+        "load_state",
+        "get_state_dict",
+        "save_16bit_model",
+        "save_checkpoint",
+        "load_checkpoint",
+        "all_reduce",
+        "all_gather",
+        "all_gather_object",
+        "broadcast_object_list",
+        "gather_for_metrics",
+        "reduce_scatter",
+    }
+)

@@ -1,0 +1,64 @@
+"""The rules: walk one module's `ast`, produce issues (a finding plus the edits that fix it).
+
+CKP001 unguarded save, CKP002 no barrier after a checkpoint, CKP003 numeric barrier timeout, CKP004 no
+final sync, CKP005 non-atomic write, CKP006 collective only the main process reaches, CKP007 swallowed
+barrier error. The edits never put a collective under a guard and never put a barrier inside one.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ckptfix.analysis.distributed import is_distributed
+from ckptfix.analysis.names import Names
+from ckptfix.analysis.plan import Key
+from ckptfix.analysis.rules.barrier_rules import BarrierRules
+from ckptfix.analysis.rules.collective_rules import CollectiveRules
+from ckptfix.analysis.rules.context import Issue
+from ckptfix.analysis.rules.final_sync import FinalSyncRules
+from ckptfix.analysis.rules.save_rules import SaveRules
+from ckptfix.analysis.saves import SaveFinder
+from ckptfix.analysis.tree import Tree
+from ckptfix.options import Options
+
+__all__ = ["Analysis", "Issue", "analyze"]
+
+
+@dataclass
+class Analysis:
+    tree: Tree
+    names: Names
+    issues: list[Issue]
+    # init_process_group(...) statements with no init_sync() after them (runtime style needs one).
+    init_keys: list[Key]
+
+
+def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
+    """Run every selected rule over one parsed module."""
+    tree = Tree(source, module)
+    names = Names(module, tree.nodes)
+    if not (options.assume_distributed or is_distributed(tree.nodes, names)):
+        return Analysis(tree, names, [], [])
+    checker = _Checker(tree, names, options)
+    checker.run()
+    return Analysis(tree, names, checker.issues, checker.init_keys)
+
+
+class _Checker(SaveRules, BarrierRules, FinalSyncRules, CollectiveRules):
+    """All rules over one module."""
+
+    def run(self) -> None:
+        saves = [s for s in SaveFinder(self.tree, self.names, self.options.extra_save_functions).find()]
+        checkpoints = [s for s in saves if not s.per_rank and not s.in_memory]
+        for save in checkpoints:
+            self._check_save(save)
+        for node in self.tree.nodes:
+            if isinstance(node, ast.Call):
+                self._check_barrier_timeout(node)
+                self._check_collective(node)
+            elif isinstance(node, ast.Try):
+                self._check_swallowed(node)
+            elif isinstance(node, ast.Break | ast.Assign):
+                self._check_divergent_exit(node)
+        self._check_final_sync(bool(checkpoints))

@@ -1,0 +1,29 @@
+"""Is this module distributed training code? Single-process scripts get no findings (issue 3)."""
+
+from __future__ import annotations
+
+import ast
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.names import Names
+
+
+def has_distributed_marker(data: bytes) -> bool:
+    """Cheap byte test: False means `is_distributed` cannot be True for this text."""
+    return any(marker in data for marker in catalog.DISTRIBUTED_MARKERS)
+
+
+def is_distributed(nodes: list[ast.AST], names: Names) -> bool:
+    """The module imports or reaches torch.distributed / DDP / FSDP / accelerate / deepspeed (and kin),
+    or reads the launcher's RANK / LOCAL_RANK / WORLD_SIZE variables."""
+    prefixes = catalog.DISTRIBUTED_MODULE_PREFIXES
+    if any(module.startswith(prefixes) for module in names.imported):
+        return True
+    for node in nodes:
+        if isinstance(node, ast.Attribute):
+            resolved = names.resolve(node)
+            if resolved is not None and resolved.startswith(prefixes):
+                return True
+        elif isinstance(node, ast.Constant) and node.value in catalog.LAUNCHER_ENV_VARS:
+            return True
+    return False

@@ -1,0 +1,312 @@
+"""Which expressions mean "this is the main process", and is a given node only reached there?
+
+Recognises every idiom of DESIGN.md "Main-process idioms": rank comparisons however the rank is
+obtained, predicates (`is_main_process()`, `accelerator.is_main_process`, `trainer.is_global_zero`, ...),
+`and` clauses, `not dist.is_initialized() or ...`, ternaries, short-circuit `and`, early exits
+(`if rank != 0: return`) and decorators (`@rank_zero_only`). Guards come in three kinds: GLOBAL (one
+writer), LOCAL (one writer per node: reported, never accepted silently) and SHARD (one writer per
+model-parallel shard: deliberate, left alone).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.names import Names, dotted, last_name
+from ckptfix.analysis.tree import Tree
+
+
+class Kind(IntEnum):
+    """Ordered so that max() picks the guard that makes a write safest."""
+
+    LOCAL = 1
+    SHARD = 2
+    GLOBAL = 3
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Why a node only runs on the main process: the guarding node, and the exit statement when the
+    guard is an early `return`/`continue`/`break`/`raise` (the other ranks leave, so no barrier may go
+    after the guarded code in that scope)."""
+
+    kind: Kind
+    node: ast.AST
+    exit: str | None = None
+
+
+class GuardRecognizer:
+    """Classifies expressions; `extra` holds user predicates (Options.extra_main_predicates)."""
+
+    def __init__(self, names: Names, extra_predicates: tuple[str, ...] = ()) -> None:
+        self.names = names
+        self.extra = {name.rsplit(".", 1)[-1] for name in extra_predicates}
+
+    # --- rank expressions ------------------------------------------------------------------------------
+    def rank_kind(self, expr: ast.expr) -> Kind | None:
+        """Kind of rank an expression evaluates to (`dist.get_rank()`, `args.local_rank`, env RANK)."""
+        if isinstance(expr, ast.Call):
+            name = last_name(expr.func)
+            if name in {"int", "str"} and expr.args:
+                return self.rank_kind(expr.args[0])
+            if name in {"get", "getenv"} and expr.args:
+                return _env_kind(expr.args[0])
+            if name in catalog.LOCAL_RANK_CALLS:
+                return Kind.LOCAL
+            return _identifier_kind(name) if name else None
+        if isinstance(expr, ast.Subscript):
+            return _env_kind(expr.slice)
+        name = last_name(expr)
+        return _identifier_kind(name) if name else None
+
+    def _rank_kind_checked(self, expr: ast.expr) -> Kind | None:
+        """rank_kind, except for predicates that merely mention a rank (`is_rank_zero`)."""
+        return None if self.predicate_kind(expr) is not None else self.rank_kind(expr)
+
+    def predicate_kind(self, expr: ast.expr) -> Kind | None:
+        """Kind of a truthy main-process predicate (`master_process`, `is_main_process()`)."""
+        name = last_name(expr)
+        if name is None:
+            return None
+        # An imported alias (`from ckptfix.runtime import is_main_process as main_only`) counts by
+        # the name it was imported under.
+        resolved = self.names.resolve(expr.func if isinstance(expr, ast.Call) else expr)
+        if resolved is not None:
+            name = resolved.rsplit(".", 1)[-1]
+        if name in catalog.LOCAL_MAIN_PREDICATES:
+            return Kind.LOCAL
+        if name in catalog.MAIN_PREDICATES or name in self.extra:
+            return Kind.GLOBAL
+        return None
+
+    # --- conditions ------------------------------------------------------------------------------------
+    def classify(self, test: ast.expr) -> Kind | None:
+        """Kind of guard when `test` is true only on the main process, else None."""
+        if isinstance(test, ast.BoolOp):
+            kinds = [self.classify(value) for value in test.values]
+            if isinstance(test.op, ast.And):
+                found = [k for k in kinds if k is not None]
+                return max(found) if found else None
+            # `or`: every alternative must be a guard or "not distributed at all".
+            guards = [k for k in kinds if k is not None]
+            if guards and all(
+                k is not None or _not_distributed(v) for k, v in zip(kinds, test.values, strict=True)
+            ):
+                return min(guards)
+            return None
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            operand = test.operand
+            return self._rank_kind_checked(operand) or self.classify_negated(operand)
+        if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            return self._compare(test.left, test.ops[0], test.comparators[0], negated=False)
+        return self.predicate_kind(test)
+
+    def classify_negated(self, test: ast.expr) -> Kind | None:
+        """Kind of guard when `test` is true on every process except the main one (`rank != 0`)."""
+        if isinstance(test, ast.BoolOp):
+            kinds = [self.classify_negated(value) for value in test.values]
+            found = [k for k in kinds if k is not None]
+            if isinstance(test.op, ast.Or):
+                return max(found) if found else None
+            if found and all(
+                k is not None or _distributed(v) for k, v in zip(kinds, test.values, strict=True)
+            ):
+                return min(found)
+            return None
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            return self.classify(test.operand)
+        if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            return self._compare(test.left, test.ops[0], test.comparators[0], negated=True)
+        return None
+
+    def _compare(self, left: ast.expr, op: ast.cmpop, right: ast.expr, negated: bool) -> Kind | None:
+        if _is_zero(left) and isinstance(op, ast.Eq | ast.NotEq):
+            left, right = right, left
+        if isinstance(op, ast.In | ast.NotIn):
+            values = _constants(right)
+            if values is None or 0 not in values or not values <= {0, -1}:
+                return None
+            zero_test = isinstance(op, ast.In)
+        elif _is_zero(right) and isinstance(op, ast.Eq | ast.LtE):
+            zero_test = True
+        elif _is_zero(right) and isinstance(op, ast.NotEq | ast.Gt):
+            zero_test = False
+        elif _is_const(right, 1) and isinstance(op, ast.Lt):
+            zero_test = True
+        elif _is_const(right, 1) and isinstance(op, ast.GtE):
+            zero_test = False
+        elif isinstance(op, ast.Is | ast.Eq) and _is_const(right, True):
+            return self.predicate_kind(left) if not negated else None
+        else:
+            return None
+        if zero_test == negated:
+            return None
+        return self._rank_kind_checked(left)
+
+    # --- where a node runs -----------------------------------------------------------------------------
+    def decorator_kind(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Kind | None:
+        for decorator in function.decorator_list:
+            name = last_name(decorator)
+            if name in catalog.MAIN_ONLY_DECORATORS:
+                return Kind.GLOBAL
+            if name in catalog.LOCAL_ONLY_DECORATORS:
+                return Kind.LOCAL
+        return None
+
+    def local_guard(self, tree: Tree, node: ast.AST, stop: ast.AST | None = None) -> Guard | None:
+        """The strongest guard between `node` and its function (or module) boundary, or `stop`."""
+        found: list[Guard] = []
+        child: ast.AST = node
+        for ancestor in tree.ancestors(node):
+            if ancestor is stop or isinstance(
+                ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+            ):
+                break
+            kind: Kind | None = None
+            if isinstance(ancestor, ast.If | ast.IfExp):
+                if _contains(ancestor.body, child):
+                    kind = self.classify(ancestor.test)
+                elif _contains(ancestor.orelse, child):
+                    kind = self.classify_negated(ancestor.test)
+            elif isinstance(ancestor, ast.BoolOp) and child in ancestor.values:
+                before = ancestor.values[: ancestor.values.index(child)]
+                classify = self.classify if isinstance(ancestor.op, ast.And) else self.classify_negated
+                kinds = [k for k in map(classify, before) if k is not None]
+                kind = max(kinds) if kinds else None
+            if kind is not None:
+                found.append(Guard(kind, ancestor))
+            if isinstance(child, ast.stmt):
+                exit_guard = self._early_exit(tree, child)
+                if exit_guard is not None:
+                    found.append(exit_guard)
+            child = ancestor
+        if isinstance(child, ast.stmt):
+            exit_guard = self._early_exit(tree, child)
+            if exit_guard is not None:
+                found.append(exit_guard)
+        return max(found, key=lambda guard: guard.kind) if found else None
+
+    def _early_exit(self, tree: Tree, stmt: ast.stmt) -> Guard | None:
+        """`if rank != 0: return` (or continue/break/raise/sys.exit) before `stmt` in its block."""
+        block, index = tree.block_of(stmt)
+        for previous in block[:index]:
+            if not isinstance(previous, ast.If) or previous.orelse or not previous.body:
+                continue
+            exit_kind = _exit_kind(previous.body[-1])
+            if exit_kind is None:
+                continue
+            kind = self.classify_negated(previous.test)
+            if kind is not None:
+                return Guard(kind, previous, exit_kind)
+        return None
+
+
+def _contains(block: ast.AST | list[ast.stmt], node: ast.AST) -> bool:
+    if isinstance(block, list):
+        return any(item is node for item in block)
+    return block is node
+
+
+def _exit_kind(stmt: ast.stmt) -> str | None:
+    if isinstance(stmt, ast.Return):
+        return "return"
+    if isinstance(stmt, ast.Continue):
+        return "continue"
+    if isinstance(stmt, ast.Break):
+        return "break"
+    if isinstance(stmt, ast.Raise):
+        return "raise"
+    if (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and dotted(stmt.value.func) in {"sys.exit", "exit", "quit", "os._exit"}
+    ):
+        return "raise"
+    return None
+
+
+def _identifier_kind(name: str) -> Kind | None:
+    lowered = name.lower()
+    if any(hint in lowered for hint in catalog.SHARD_RANK_HINTS) or "data_parallel" in lowered:
+        return Kind.SHARD
+    if lowered in {"gpu", "gpu_id", "device_id", "local_rank"} or any(
+        hint in lowered for hint in ("local_rank", "localrank", "local_process_index", "node_rank", "gpu_id")
+    ):
+        return Kind.LOCAL
+    if "rank" in lowered or lowered in {"process_index", "get_ordinal", "ordinal"}:
+        return Kind.GLOBAL
+    return None
+
+
+def _env_kind(key: ast.expr) -> Kind | None:
+    if isinstance(key, ast.Constant) and isinstance(key.value, str):
+        if key.value in {"RANK", "GLOBAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"}:
+            return Kind.GLOBAL
+        if key.value in {"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "PALS_LOCAL_RANKID"}:
+            return Kind.LOCAL
+    return None
+
+
+def _is_const(expr: ast.expr, value: object) -> bool:
+    return isinstance(expr, ast.Constant) and type(expr.value) is type(value) and expr.value == value
+
+
+def _is_zero(expr: ast.expr) -> bool:
+    return _is_const(expr, 0) or (isinstance(expr, ast.Constant) and expr.value == "0")
+
+
+def _constants(expr: ast.expr) -> set[object] | None:
+    if not isinstance(expr, ast.Tuple | ast.List | ast.Set):
+        return None
+    values: set[object] = set()
+    for element in expr.elts:
+        if isinstance(element, ast.Constant):
+            values.add(element.value)
+        elif isinstance(element, ast.UnaryOp) and isinstance(element.op, ast.USub):
+            if not isinstance(element.operand, ast.Constant):
+                return None
+            values.add(-element.operand.value)  # type: ignore[operator]
+        else:
+            return None
+    return values
+
+
+def _mentions_distribution(expr: ast.expr) -> bool:
+    name = (last_name(expr) or "").lower()
+    return name in {
+        "is_initialized",
+        "is_available",
+        "is_dist_avail_and_initialized",
+        "ddp",
+        "use_ddp",
+    } or any(hint in name for hint in ("distributed", "is_dist", "multi_gpu", "multiprocessing"))
+
+
+def _world_size(expr: ast.expr) -> bool:
+    name = (last_name(expr) or "").lower()
+    return "world_size" in name or name in {"num_processes", "num_replicas"}
+
+
+def _not_distributed(expr: ast.expr) -> bool:
+    """True only when there is a single process (`not dist.is_initialized()`, `world_size == 1`)."""
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+        return _mentions_distribution(expr.operand)
+    if isinstance(expr, ast.Compare) and len(expr.ops) == 1 and _world_size(expr.left):
+        op, right = expr.ops[0], expr.comparators[0]
+        return (isinstance(op, ast.Eq | ast.LtE) and _is_const(right, 1)) or (
+            isinstance(op, ast.Lt) and _is_const(right, 2)
+        )
+    return False
+
+
+def _distributed(expr: ast.expr) -> bool:
+    """True only when there are several processes (`dist.is_initialized()`, `world_size > 1`)."""
+    if isinstance(expr, ast.Compare) and len(expr.ops) == 1 and _world_size(expr.left):
+        op, right = expr.ops[0], expr.comparators[0]
+        return (isinstance(op, ast.Gt | ast.NotEq) and _is_const(right, 1)) or (
+            isinstance(op, ast.GtE) and _is_const(right, 2)
+        )
+    return _mentions_distribution(expr)

@@ -1,0 +1,117 @@
+"""Edit plans: what the analysis asks the libcst rewriter to do, keyed by source position.
+
+Positions are (line, character column) of a statement's first token, or the full span of a call, as
+libcst's PositionProvider reports them. Code templates name the symbols they need in braces
+(`{is_main_process}`, `{dist}`); the rewriter fills in the module's own names for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ckptfix.analysis.saves import ArgRef
+
+Key = tuple[int, int]
+Span = tuple[int, int, int, int]
+
+# Symbols a template may use, and what each one is.
+RUNTIME_SYMBOLS = frozenset(
+    {"is_main_process", "init_sync", "checkpoint_barrier", "final_sync", "atomic_save", "report_save_failure"}
+)
+MODULE_SYMBOLS = {"dist": "torch.distributed", "os": "os", "datetime": "datetime", "logging": "logging"}
+
+
+@dataclass(frozen=True)
+class WrapGuard:
+    """CKP001: put the statement at `key` (plus `followers` success-only statements after it) under
+    the main-process guard, in a try/except that reports the failure. `hoist` moves the object
+    argument (which may gather state collectively) into `hoist_name` before the guard."""
+
+    key: Key
+    followers: int
+    dest: ArgRef | None
+    obj: ArgRef | None
+    hoist_name: str | None
+    exc_name: str | None  # None: the handler does not need the exception (logging.exception)
+    test: str  # template of the guard's condition
+    handler: str  # template of the except body; `__path__` stands for the destination
+    symbols: frozenset[str]
+
+
+@dataclass(frozen=True)
+class InlineAtomic:
+    """CKP005, inline style: write to a temp file in the same directory, fsync, os.replace."""
+
+    key: Key
+    dest: ArgRef
+    path_name: str | None  # set when the destination must be evaluated once into a variable
+    tmp_name: str
+    handle_name: str
+    symbols: frozenset[str] = frozenset({"os"})
+
+
+@dataclass(frozen=True)
+class UnwrapTry:
+    """CKP007: replace a try/except that swallows a barrier's error by the try's body."""
+
+    key: Key
+    symbols: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Insert template code before or after the statement at `key`. Inserts sharing a `group` and a
+    template collapse into the last one (several saves, one barrier)."""
+
+    key: Key
+    after: bool
+    template: str
+    symbols: frozenset[str]
+    group: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CallEdit:
+    """Rewrite the call spanning `span`: new callee, arguments moved to positions, keywords kept or
+    added, a timeout wrapped in timedelta."""
+
+    span: Span
+    func: str | None = None  # template of the new callee
+    positional: tuple[ArgRef, ...] = ()  # arguments that must become the first positional ones
+    keep_keywords: frozenset[str] | None = None  # None keeps all keywords
+    add_keyword: tuple[str, str] | None = None  # (name, value template) appended when absent
+    wrap_timeout: str | None = None  # template with `__value__` wrapping the timeout's value
+    symbols: frozenset[str] = frozenset()
+
+
+Edit = WrapGuard | InlineAtomic | UnwrapTry | Insert | CallEdit
+
+
+@dataclass
+class Plan:
+    """All edits of one rewrite."""
+
+    wraps: dict[Key, WrapGuard] = field(default_factory=dict)
+    atomics: dict[Key, InlineAtomic] = field(default_factory=dict)
+    unwraps: dict[Key, UnwrapTry] = field(default_factory=dict)
+    before: dict[Key, list[Insert]] = field(default_factory=dict)
+    after: dict[Key, list[Insert]] = field(default_factory=dict)
+    calls: dict[Span, CallEdit] = field(default_factory=dict)
+
+    def add(self, edit: Edit) -> None:
+        if isinstance(edit, WrapGuard):
+            self.wraps[edit.key] = edit
+        elif isinstance(edit, InlineAtomic):
+            self.atomics[edit.key] = edit
+        elif isinstance(edit, UnwrapTry):
+            self.unwraps[edit.key] = edit
+        elif isinstance(edit, Insert):
+            table = self.after if edit.after else self.before
+            inserts = table.setdefault(edit.key, [])
+            if all(existing.template != edit.template for existing in inserts):
+                inserts.append(edit)
+        else:
+            self.calls[edit.span] = edit
+
+    def statement_keys(self) -> set[Key]:
+        return set(self.wraps) | set(self.atomics) | set(self.unwraps) | set(self.before) | set(self.after)

@@ -1,0 +1,151 @@
+"""State and helpers every rule shares: reporting, code templates, fresh names, sync detection."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from ckptfix.analysis.callgraph import CallGraph
+from ckptfix.analysis.collectives import is_barrier_call
+from ckptfix.analysis.guards import GuardRecognizer
+from ckptfix.analysis.names import Names
+from ckptfix.analysis.plan import Edit, Key
+from ckptfix.analysis.tree import LOOPS, Tree, walk_local
+from ckptfix.options import Options
+
+LOG_CALLS = frozenset({"print", "info", "debug", "warning", "warn", "log", "write", "exception", "error"})
+
+
+@dataclass
+class Issue:
+    """A finding before it becomes a Finding: where, what, the edits that fix it (none: report only),
+    and the lines whose comments may suppress it."""
+
+    code: str
+    node: ast.AST
+    message: str
+    edits: list[Edit] = field(default_factory=list)
+    lines: tuple[int, int] = (0, 0)
+
+
+def fmt_seconds(seconds: float) -> str:
+    """120.0 -> "120", 2.5 -> "2.5": how a timeout is written into code."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(seconds)
+
+
+class RuleContext:
+    """What the rules read (tree, names, guards, call graph, options) and where they report."""
+
+    def __init__(self, tree: Tree, names: Names, options: Options) -> None:
+        self.tree = tree
+        self.names = names
+        self.options = options
+        self.runtime = options.style == "runtime"
+        self.guards = GuardRecognizer(names, options.extra_main_predicates)
+        self.graph = CallGraph(tree, self.guards)
+        self.module_functions = {f.name for f in self.graph.functions}
+        self.issues: list[Issue] = []
+        self.init_keys: list[Key] = []
+        self._init_missing: list[tuple[Key, ast.Call]] = []
+        self._flags: dict[int, set[str]] = {}
+        self._syncs: dict[int, bool] = {}
+        self._reserved: dict[int, set[str]] = {}
+        self._constants = _numeric_constants(tree.module)
+
+    def _issue(self, code: str, node: ast.AST, message: str, edits: list[Edit] | None = None) -> None:
+        if code not in self.options.select:
+            return
+        self.issues.append(Issue(code, node, message, edits or [], self._suppression_lines(node)))
+
+    def _suppression_lines(self, node: ast.AST) -> tuple[int, int]:
+        stmt = self.tree.statement(node)
+        end = stmt.end_lineno or stmt.lineno
+        body = getattr(stmt, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+            end = max(stmt.lineno, body[0].lineno - 1)
+        return (stmt.lineno, end)
+
+    def key(self, node: ast.AST) -> Key:
+        return self.tree.start(node)
+
+    def _main_test(self) -> tuple[str, frozenset[str]]:
+        if self.runtime:
+            return "{is_main_process}()", frozenset({"is_main_process"})
+        return "not {dist}.is_initialized() or {dist}.get_rank() == 0", frozenset({"dist"})
+
+    def _barrier(self, seconds: float, final: bool) -> tuple[str, frozenset[str]]:
+        if self.runtime:
+            name = "final_sync" if final else "checkpoint_barrier"
+            return f"{{{name}}}(timeout={fmt_seconds(seconds)})", frozenset({name})
+        template = (
+            "if {dist}.is_initialized():\n"
+            f"    {{dist}}.barrier(timeout={{datetime}}.timedelta(seconds={fmt_seconds(seconds)}))\n"
+        )
+        return template, frozenset({"dist", "datetime"})
+
+    def _fresh_local(self, scope: ast.AST, wanted: str) -> str:
+        """A name unused in `scope` (function or module) and not yet handed out there."""
+        reserved = self._reserved.setdefault(id(scope), set())
+        used = {n.id for n in walk_local(scope) if isinstance(n, ast.Name)} | reserved
+        if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef):
+            used |= {a.arg for a in ast.walk(scope.args) if isinstance(a, ast.arg)}
+        candidate, counter = wanted, 2
+        while candidate in used or candidate in self.names.imports:
+            candidate, counter = f"{wanted}_{counter}", counter + 1
+        reserved.add(candidate)
+        return candidate
+
+    def _is_sync(self, call: ast.Call) -> bool:
+        """A barrier every rank reaches (directly or through a module helper), not one under a guard."""
+        if self.guards.local_guard(self.tree, call) is not None:
+            return False
+        if is_barrier_call(call, self.names):
+            return True
+        return any(
+            self.graph.reaches(callee, lambda c: is_barrier_call(c, self.names)) is not None
+            for callee in self.graph.targets(call)
+        )
+
+    def _loop_reaches(self, loop: ast.AST, predicate: object) -> bool:
+        for node in walk_local(loop):
+            if isinstance(node, ast.Call):
+                if predicate(node):  # type: ignore[operator]
+                    return True
+                if any(self.graph.reaches(c, predicate) is not None for c in self.graph.targets(node)):  # type: ignore[arg-type]
+                    return True
+        return False
+
+
+def _numeric_constants(module: ast.Module) -> set[str]:
+    """Module-level names assigned exactly once to a number (`CHECKPOINT_BARRIER_TIMEOUT = 120`)."""
+    counts: dict[str, int] = {}
+    numeric: set[str] = set()
+    for stmt in module.body:
+        if isinstance(stmt, ast.Assign | ast.AnnAssign):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    counts[target.id] = counts.get(target.id, 0) + 1
+                    value = stmt.value
+                    if (
+                        isinstance(value, ast.Constant)
+                        and isinstance(value.value, int | float)
+                        and not isinstance(value.value, bool)
+                    ):
+                        numeric.add(target.id)
+    return {name for name in numeric if counts[name] == 1}
+
+
+def contains_loop(stmt: ast.stmt) -> bool:
+    """The statement is, or holds, a loop (not counting nested functions)."""
+    return isinstance(stmt, LOOPS) or any(isinstance(n, LOOPS) for n in walk_local(stmt))
+
+
+def loop_of(tree: Tree, node: ast.AST) -> ast.AST | None:
+    """The innermost loop around `node` in its own function, if any."""
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, LOOPS):
+            return ancestor
+        if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            return None
+    return None

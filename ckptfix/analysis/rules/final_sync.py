@@ -1,0 +1,143 @@
+"""CKP004: a final sync before the process group goes away (and init_sync after it is made)."""
+
+from __future__ import annotations
+
+import ast
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.names import dotted, last_name
+from ckptfix.analysis.plan import Insert
+from ckptfix.analysis.rules.context import contains_loop
+from ckptfix.analysis.rules.placement import BarrierPlacement
+from ckptfix.analysis.saves import SaveFinder
+from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
+
+
+class FinalSyncRules(BarrierPlacement):
+    """The end of training: destroy_process_group() or the training function's last statement."""
+
+    def _check_final_sync(self, has_checkpoints: bool) -> None:
+        destroys: list[ast.Call] = []
+        runtime_barriers = False
+        for node in self.tree.calls:
+            resolved = self.names.resolve(node.func)
+            if resolved == catalog.DESTROY_PROCESS_GROUP and _destroys_world(node):
+                destroys.append(node)
+            elif resolved in catalog.RUNTIME_BARRIERS:
+                runtime_barriers = True
+            elif resolved == catalog.INIT_PROCESS_GROUP:
+                self._check_init(node)
+        if runtime_barriers:
+            for key, call in self._init_missing:
+                self._issue(
+                    "CKP004",
+                    call,
+                    "ckptfix.runtime barriers are used but init_sync() does not follow init_process_group()",
+                    [Insert(key, True, "{init_sync}()", frozenset({"init_sync"}))],
+                )
+        if not has_checkpoints:
+            return  # the final sync protects the last checkpoint; without one there is nothing to lose
+        template, symbols = self._barrier(self.options.final_timeout, final=True)
+        for call in destroys:
+            stmt = self.tree.statement(call)
+            if self.graph.guard(call) is not None or self._sync_before(stmt, 0):
+                continue
+            fixable = isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)
+            self._issue(
+                "CKP004",
+                call,
+                "the process group is destroyed with no final sync: ranks still writing or waiting are torn "
+                "down (the last checkpoint may be cut short)",
+                [Insert(self.key(stmt), False, template, symbols)] if fixable else [],
+            )
+        if destroys:
+            return
+        for function in self._training_functions():
+            last = function.body[-1]
+            edit = Insert(self.key(last), not isinstance(last, ast.Return), template, symbols)
+            self._issue(
+                "CKP004",
+                function,
+                f"training function `{function.name}` ends with no final sync: ranks leave while the main "
+                "process may still be writing the last checkpoint",
+                [edit] if self.tree.alone_on_line(last) else [],
+            )
+
+    def _check_init(self, call: ast.Call) -> None:
+        stmt = self.tree.statement(call)
+        if not (isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)):
+            return
+        block, index = self.tree.block_of(stmt)
+        following = block[index + 1 : index + 3]
+        for sibling in following:
+            for node in ast.walk(sibling):
+                if (
+                    isinstance(node, ast.Call)
+                    and self.names.resolve(node.func) == "ckptfix.runtime.init_sync"
+                ):
+                    return
+        self.init_keys.append(self.key(stmt))
+        self._init_missing.append((self.key(stmt), call))
+
+    def _sync_before(self, stmt: ast.stmt, depth: int) -> bool:
+        for level in self.tree.enclosing_statements(stmt):
+            block, index = self.tree.block_of(level)
+            for previous in block[:index]:
+                for node in [previous, *walk_local(previous)]:
+                    if isinstance(node, ast.Call) and self._is_sync(node):
+                        return True
+        function = self.tree.function(stmt)
+        if depth < 2 and function is not None:
+            sites = self.graph.sites[id(function)]
+            return bool(sites) and all(
+                isinstance(site, ast.Call) and self._sync_before(self.tree.statement(site), depth + 1)
+                for site in sites
+            )
+        return False
+
+    def _training_functions(self) -> list[FunctionNode]:
+        """Outermost functions that run a loop calling backward() and reach a checkpoint save."""
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+
+        def backward(call: ast.Call) -> bool:
+            return last_name(call.func) == "backward"
+
+        def saves(call: ast.Call) -> bool:
+            return finder.target_of(call) is not None
+
+        training: list[FunctionNode] = []
+        for function in self.graph.functions:
+            loops = [n for n in walk_local(function) if isinstance(n, LOOPS)]
+            if not loops or self.graph.reaches(function, saves) is None:
+                continue
+            if any(self._loop_reaches(loop, backward) for loop in loops):
+                training.append(function)
+        outermost = []
+        for function in training:
+            callers = [self.tree.function(site) for site in self.graph.sites[id(function)]]
+            if any(caller in training for caller in callers):
+                continue
+            if self._final_sync_present(function):
+                continue
+            outermost.append(function)
+        return outermost
+
+    def _final_sync_present(self, function: FunctionNode) -> bool:
+        last_loop = max((i for i, stmt in enumerate(function.body) if contains_loop(stmt)), default=-1)
+        for stmt in function.body[last_loop + 1 :]:
+            for node in [stmt, *walk_local(stmt)]:
+                if isinstance(node, ast.Call) and self._is_sync(node):
+                    return True
+        sites = self.graph.sites[id(function)]
+        return bool(sites) and all(
+            isinstance(site, ast.Call) and self._barrier_follows(self._anchor_statement(site), site)
+            for site in sites
+        )
+
+
+def _destroys_world(call: ast.Call) -> bool:
+    """`destroy_process_group()` / `(None)` ends training; destroying a subgroup does not."""
+    group = call.args[0] if call.args else next((kw.value for kw in call.keywords if kw.arg == "group"), None)
+    if group is None or (isinstance(group, ast.Constant) and group.value is None):
+        return True
+    return (dotted(group) or "").endswith("group.WORLD")

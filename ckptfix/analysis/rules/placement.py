@@ -1,0 +1,139 @@
+"""CKP002: where the barrier after a checkpoint goes (outside every branch, never inside a guard)."""
+
+from __future__ import annotations
+
+import ast
+
+from ckptfix.analysis.plan import Edit, Insert
+from ckptfix.analysis.rules.context import RuleContext, contains_loop
+from ckptfix.analysis.saves import Save
+from ckptfix.analysis.tree import LOOPS, walk_local
+
+
+class BarrierPlacement(RuleContext):
+    """Finds or places the one barrier that follows each checkpoint event."""
+
+    def _check_barrier_after(self, save: Save, shown: str) -> None:
+        anchors = self._anchors(save.call, frozenset())
+        if anchors is not None:
+            if all(self._barrier_follows(anchor, save.call) for anchor in anchors):
+                return
+        elif self._barrier_follows(self._anchor_statement(save.call), save.call):
+            return
+        edits: list[Edit] = []
+        if anchors:
+            template, symbols = self._barrier(self.options.barrier_timeout, final=False)
+            for anchor in anchors:
+                edits.append(Insert(self.key(anchor), True, template, symbols, group=self._group(anchor)))
+        self._issue(
+            "CKP002",
+            save.call,
+            f"no barrier after the checkpoint written by `{shown}(...)`: the other ranks run ahead and time "
+            "out in the next collective while the main process writes"
+            + ("" if edits else " (not rewritten automatically: add a barrier every rank reaches)"),
+            edits,
+        )
+
+    def _group(self, anchor: ast.stmt) -> tuple[int, ...]:
+        """Anchors in one block with no loop between them share one barrier."""
+        block, index = self.tree.block_of(anchor)
+        loops = sum(1 for stmt in block[:index] if contains_loop(stmt))
+        return (block[0].lineno, block[0].col_offset, loops)
+
+    def _anchor_statement(self, node: ast.AST) -> ast.stmt:
+        """The outermost statement around `node` inside its innermost loop body or function body: the
+        barrier goes after it, outside every branch (ranks that took different branches still meet)."""
+        result = self.tree.statement(node)
+        for stmt in self.tree.enclosing_statements(node):
+            result = stmt
+            parent = self.tree.parent.get(id(stmt))
+            if isinstance(parent, LOOPS) or (isinstance(parent, ast.If) and _is_main_block(parent)):
+                break
+        return result
+
+    def _anchors(self, node: ast.AST, seen: frozenset[int]) -> list[ast.stmt] | None:
+        """Statements after which every rank passes once the write at `node` is done; None when no
+        such place can be found safely (early `continue`, recursion, unknown callers)."""
+        local = self.guards.local_guard(self.tree, node)
+        if local is not None and local.exit in {"continue", "break"}:
+            return None
+        for ancestor in self.tree.ancestors(node):
+            if isinstance(ancestor, ast.Lambda):
+                return None  # runs whenever the lambda is called: no statement to follow
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef):
+                break
+        escapes = local is not None and local.exit in {"return", "raise"}
+        function = self.tree.function(node)
+        if function is not None and (
+            escapes
+            or self.graph.function_guard(function) is not None
+            or self.graph.has_guarded_site(function)
+        ):
+            sites = self.graph.sites[id(function)]
+            if id(function) in seen or not sites or not all(isinstance(s, ast.Call) for s in sites):
+                return None
+            found: list[ast.stmt] = []
+            for site in sites:
+                sub = self._anchors(site, seen | {id(function)})
+                if sub is None:
+                    return None
+                found.extend(a for a in sub if all(a is not b for b in found))
+            return found
+        if escapes:
+            return None
+        anchor = self._anchor_statement(node)
+        if _exits_early(anchor) or not self.tree.alone_on_line(anchor):
+            return None
+        return [anchor]
+
+    def _barrier_follows(self, anchor: ast.stmt, node: ast.AST, depth: int = 0) -> bool:
+        start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
+        for child in walk_local(anchor):
+            if (
+                isinstance(child, ast.Call)
+                and (child.lineno, child.col_offset) > start
+                and self._is_sync(child)
+            ):
+                return True
+        block, index = self.tree.block_of(anchor)
+        for sibling in block[index + 1 :]:
+            for child in [sibling, *walk_local(sibling)]:
+                if isinstance(child, ast.Call) and self._is_sync(child):
+                    return True
+        function = self.tree.function(anchor)
+        if depth < 2 and function is not None and block is function.body:
+            sites = self.graph.sites[id(function)]
+            return bool(sites) and all(
+                isinstance(site, ast.Call)
+                and self._barrier_follows(self._anchor_statement(site), site, depth + 1)
+                for site in sites
+            )
+        return False
+
+
+def _is_main_block(node: ast.If) -> bool:
+    test = node.test
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def _exits_early(stmt: ast.stmt) -> bool:
+    """`stmt` contains a return, or a break/continue that leaves the loop around it."""
+
+    def visit(node: ast.AST, in_loop: bool) -> bool:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                continue
+            if isinstance(child, ast.Return):
+                return True
+            if isinstance(child, ast.Break | ast.Continue) and not in_loop:
+                return True
+            if visit(child, in_loop or isinstance(child, LOOPS)):
+                return True
+        return False
+
+    return isinstance(stmt, ast.Return) or visit(stmt, isinstance(stmt, LOOPS))

@@ -1,0 +1,201 @@
+"""CKP001 (guard the innermost write) and CKP005 (write atomically); CKP002 comes from placement."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.collectives import collective_name, contains_collective
+from ckptfix.analysis.guards import Guard, Kind
+from ckptfix.analysis.names import dotted, last_name
+from ckptfix.analysis.plan import CallEdit, Edit, InlineAtomic, WrapGuard
+from ckptfix.analysis.rules.context import LOG_CALLS
+from ckptfix.analysis.rules.placement import BarrierPlacement
+from ckptfix.analysis.saves import Save, argument
+from ckptfix.analysis.tree import walk_local
+
+_SUCCESS_TEXT = re.compile(r"saved|success|✅|complete|written|wrote|done", re.IGNORECASE)
+
+
+_SUCCESS_TARGET = re.compile(r"last_|saved|checkpoint|ckpt", re.IGNORECASE)
+
+
+class SaveRules(BarrierPlacement):
+    """Every checkpoint save: is it guarded, atomic, followed by a barrier?"""
+
+    def _check_save(self, save: Save) -> None:
+        call = save.call
+        shown = dotted(call.func) or save.target
+        if save.is_hf and any(kw.arg == "is_main_process" for kw in call.keywords):
+            guard: Guard | None = Guard(Kind.GLOBAL, call)
+        else:
+            guard = self.graph.guard(call)
+        if guard is not None and guard.kind == Kind.SHARD:
+            return  # one writer per model-parallel shard: deliberate
+        if guard is None:
+            edits = self._guard_edits(save)
+            self._issue(
+                "CKP001",
+                call,
+                f"`{shown}(...)` runs on every rank: all ranks write the same checkpoint"
+                + ("" if edits else " (not rewritten automatically: guard the write by hand)"),
+                edits,
+            )
+        elif guard.kind == Kind.LOCAL:
+            self._issue(
+                "CKP001",
+                call,
+                f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}):"
+                " one writer per node on shared storage; use the global rank",
+            )
+            return
+        if save.is_torch_save and save.handle_with is None and not self._atomic_already(call):
+            self._issue(
+                "CKP005",
+                call,
+                f"`{shown}(...)` writes the final path in place: a crash or full disk leaves a truncated "
+                "checkpoint; write a temp file and rename it",
+                self._atomic_edits(save),
+            )
+        self._check_barrier_after(save, shown)
+
+    def _guard_edits(self, save: Save) -> list[Edit]:
+        call = save.call
+        test, symbols = self._main_test()
+        if save.is_hf:
+            receiver = self.tree.text(call.func).lower()
+            if not any(hint in receiver for hint in catalog.HF_NO_MAIN_KWARG_HINTS):
+                value = test if self.runtime else f"({test})"
+                return [
+                    CallEdit(self.tree.span(call), add_keyword=("is_main_process", value), symbols=symbols)
+                ]
+        stmt: ast.stmt = save.handle_with or self.tree.statement(call)
+        if save.handle_with is None and not (isinstance(stmt, ast.Expr) and stmt.value is call):
+            return []
+        if not self.tree.alone_on_line(stmt):
+            return []
+        obj = argument(call, save.obj)
+        # The object may gather state collectively (FSDP state_dict): it keeps running on every rank.
+        hoist = (
+            save.handle_with is None
+            and obj is not None
+            and any(isinstance(n, ast.Call) for n in ast.walk(obj))
+        )
+        if self._collective_outside(stmt, obj if hoist else None):
+            return []
+        followers = self._success_followers(stmt)
+        scope = self.tree.function(call) or self.tree.module
+        if self.runtime:
+            symbols |= {"report_save_failure"}
+            handler = "{report_save_failure}(__path__, {exc})"
+        else:
+            symbols |= {"logging"}
+            handler = (
+                '{logging}.getLogger(__name__).exception("rank 0: failed to save checkpoint %s", __path__)'
+            )
+        return [
+            WrapGuard(
+                key=self.key(stmt),
+                followers=followers,
+                dest=save.dest
+                if argument(call, save.dest) is not None and save.handle_with is None
+                else None,
+                obj=save.obj if hoist else None,
+                hoist_name=self._fresh_local(scope, "checkpoint_state") if hoist else None,
+                exc_name=self.names.fresh("exc") if self.runtime else None,
+                test=test,
+                handler=handler,
+                symbols=symbols,
+            )
+        ]
+
+    def _collective_outside(self, node: ast.AST, skip: ast.AST | None) -> bool:
+        """A collective in `node` other than inside `skip` (the hoisted object argument)."""
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current is skip:
+                continue
+            if isinstance(current, ast.Call) and collective_name(current, self.names, self.module_functions):
+                return True
+            stack.extend(ast.iter_child_nodes(current))
+        return False
+
+    def _success_followers(self, stmt: ast.stmt) -> int:
+        block, index = self.tree.block_of(stmt)
+        count = 0
+        for follower in block[index + 1 :]:
+            if not self.tree.alone_on_line(follower) or not self._success_only(follower):
+                break
+            count += 1
+        return count
+
+    def _success_only(self, stmt: ast.stmt) -> bool:
+        if contains_collective(stmt, self.names, self.module_functions):
+            return False
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            if self._is_rename(stmt.value):
+                return True  # the temp-file-then-rename step of a hand-written atomic write
+            if last_name(stmt.value.func) not in LOG_CALLS:
+                return False
+            texts = [
+                n.value
+                for n in ast.walk(stmt.value)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            ]
+            return any(_SUCCESS_TEXT.search(text) for text in texts)
+        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            if stmt.value is None or any(isinstance(n, ast.Call) for n in ast.walk(stmt.value)):
+                return False
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            return any(_SUCCESS_TARGET.search(self.tree.text(t)) for t in targets)
+        return False
+
+    def _is_rename(self, call: ast.Call) -> bool:
+        """os.replace / os.rename / shutil.move, or Path.replace/rename (one argument, unlike str's)."""
+        if self.names.resolve(call.func) in {"os.replace", "os.rename", "shutil.move"}:
+            return True
+        return (
+            isinstance(call.func, ast.Attribute)
+            and call.func.attr in {"replace", "rename"}
+            and len(call.args) == 1
+            and not call.keywords
+        )
+
+    def _atomic_already(self, call: ast.Call) -> bool:
+        scope = self.tree.function(call) or self.tree.module
+        return any(isinstance(node, ast.Call) and self._is_rename(node) for node in walk_local(scope))
+
+    def _atomic_edits(self, save: Save) -> list[Edit]:
+        call = save.call
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
+            return []
+        obj, dest = argument(call, save.obj), argument(call, save.dest)
+        if obj is None or dest is None or save.obj is None or save.dest is None:
+            return []
+        if self.runtime:
+            return [
+                CallEdit(
+                    self.tree.span(call),
+                    func="{atomic_save}",
+                    positional=(save.obj, save.dest),
+                    symbols=frozenset({"atomic_save"}),
+                )
+            ]
+        stmt = self.tree.statement(call)
+        if not (isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)):
+            return []
+        scope = self.tree.function(call) or self.tree.module
+        simple = isinstance(dest, ast.Name | ast.Attribute) or (
+            isinstance(dest, ast.Constant) and isinstance(dest.value, str)
+        )
+        return [
+            InlineAtomic(
+                key=self.key(stmt),
+                dest=save.dest,
+                path_name=None if simple else self._fresh_local(scope, "checkpoint_path"),
+                tmp_name=self._fresh_local(scope, "tmp_path"),
+                handle_name=self._fresh_local(scope, "checkpoint_file"),
+            )
+        ]

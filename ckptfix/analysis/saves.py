@@ -1,0 +1,203 @@
+"""Which calls write a checkpoint, what they write where, and which of them are not checkpoints at all
+(per-rank files with the rank in the name, in-memory copies into io.BytesIO)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.names import Names, dotted, last_name
+from ckptfix.analysis.tree import Tree, walk_local
+
+ArgRef = tuple[int, str]  # (positional index, keyword name) of one argument
+
+
+@dataclass(frozen=True)
+class Save:
+    """One call that writes a file."""
+
+    call: ast.Call
+    target: str  # canonical name, "save_pretrained", or the user-configured name
+    obj: ArgRef | None
+    dest: ArgRef | None
+    per_rank: bool  # the destination names the rank, or is a private temp file: one writer per rank
+    in_memory: bool  # the destination is an io.BytesIO: not a checkpoint
+    handle_with: ast.With | None  # `with open(p, "wb") as f: torch.save(x, f)`: the with that opens f
+
+    @property
+    def is_torch_save(self) -> bool:
+        return self.target == catalog.TORCH_SAVE
+
+    @property
+    def is_hf(self) -> bool:
+        return self.target == catalog.HF_SAVE_PRETRAINED
+
+
+def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
+    """The expression passed for `ref`, by position (before any *args) or by keyword."""
+    if ref is None:
+        return None
+    index, keyword = ref
+    positional = []
+    for arg in call.args:
+        if isinstance(arg, ast.Starred):
+            break
+        positional.append(arg)
+    if index < len(positional):
+        return positional[index]
+    for kw in call.keywords:
+        if kw.arg == keyword:
+            return kw.value
+    return None
+
+
+class SaveFinder:
+    """Finds the saves of one module."""
+
+    def __init__(self, tree: Tree, names: Names, extra_save_functions: tuple[str, ...] = ()) -> None:
+        self.tree = tree
+        self.names = names
+        self.extra = set(extra_save_functions)
+        self.extra_last = {name.rsplit(".", 1)[-1] for name in extra_save_functions}
+
+    def target_of(self, call: ast.Call) -> str | None:
+        resolved = self.names.resolve(call.func)
+        if resolved is not None:
+            if resolved == catalog.TORCH_SAVE or resolved in catalog.SAFETENSORS_SAVES:
+                return resolved
+            if resolved in catalog.RUNTIME_SAVES or resolved in self.extra:
+                return resolved
+        if isinstance(call.func, ast.Attribute) and call.func.attr == catalog.HF_SAVE_PRETRAINED:
+            return catalog.HF_SAVE_PRETRAINED
+        name = dotted(call.func)
+        if name is not None and (name in self.extra or (resolved is None and name in self.extra_last)):
+            return name
+        return None
+
+    def find(self) -> list[Save]:
+        saves: list[Save] = []
+        for node in self.tree.calls:
+            if self._in_torchscript(node):
+                continue  # TorchScript compiles its own subset of Python: never rewrite it
+            target = self.target_of(node)
+            if target is None:
+                continue
+            obj: ArgRef | None
+            obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
+            if target == catalog.HF_SAVE_PRETRAINED:
+                obj, dest = None, (0, "save_directory")
+            dest_expr = argument(node, dest)
+            saves.append(
+                Save(
+                    call=node,
+                    target=target,
+                    obj=obj,
+                    dest=dest,
+                    per_rank=dest_expr is not None
+                    and (self._mentions_rank(dest_expr, node) or self._temporary(dest_expr, node)),
+                    in_memory=dest_expr is not None and self._in_memory(dest_expr, node),
+                    handle_with=self._handle_with(dest_expr, node) if dest_expr is not None else None,
+                )
+            )
+        return saves
+
+    def _in_torchscript(self, node: ast.AST) -> bool:
+        function = self.tree.function(node)
+        return function is not None and any(
+            (dotted(d.func if isinstance(d, ast.Call) else d) or "").endswith(
+                ("jit.script", "jit.script_method")
+            )
+            for d in function.decorator_list
+        )
+
+    # --- destination checks ----------------------------------------------------------------------------
+    def _assigned_values(self, name: str, at: ast.AST) -> list[ast.expr]:
+        """Values assigned to `name` in the scope that runs `at` (function body or module)."""
+        scope: ast.AST = self.tree.function(at) or self.tree.module
+        values: list[ast.expr] = []
+        for node in walk_local(scope):
+            if isinstance(node, ast.Assign):
+                if any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+                    values.append(node.value)
+            elif (
+                isinstance(node, ast.AnnAssign | ast.NamedExpr)
+                and isinstance(node.target, ast.Name)
+                and node.target.id == name
+                and node.value is not None
+            ):
+                values.append(node.value)
+        return values
+
+    def _mentions_rank(self, expr: ast.expr, at: ast.AST, depth: int = 0) -> bool:
+        for node in ast.walk(expr):
+            name = last_name(node) if isinstance(node, ast.Name | ast.Attribute | ast.Call) else None
+            if name is not None and _is_rank_name(name):
+                return True
+            if (
+                depth < 2
+                and isinstance(node, ast.Name)
+                and any(self._mentions_rank(v, at, depth + 1) for v in self._assigned_values(node.id, at))
+            ):
+                return True
+        return False
+
+    def _temporary(self, expr: ast.expr, at: ast.AST) -> bool:
+        """The destination comes from `tempfile` (a scratch file private to this process)."""
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Call) and _is_temp_factory(node, self.names):
+                return True
+            if not isinstance(node, ast.Name):
+                continue
+            for ancestor in self.tree.ancestors(at):
+                if isinstance(ancestor, ast.With):
+                    for item in ancestor.items:
+                        bound = item.optional_vars
+                        if (
+                            isinstance(bound, ast.Name)
+                            and bound.id == node.id
+                            and self._temporary(item.context_expr, at)
+                        ):
+                            return True
+            for value in self._assigned_values(node.id, at):
+                if isinstance(value, ast.Call) and _is_temp_factory(value, self.names):
+                    return True
+        return False
+
+    def _in_memory(self, expr: ast.expr, at: ast.AST) -> bool:
+        if isinstance(expr, ast.Call):
+            return last_name(expr.func) in {"BytesIO", "StringIO"}
+        if isinstance(expr, ast.Name):
+            return any(
+                self._in_memory(v, at) for v in self._assigned_values(expr.id, at) if isinstance(v, ast.Call)
+            )
+        return False
+
+    def _handle_with(self, expr: ast.expr, at: ast.AST) -> ast.With | None:
+        if not isinstance(expr, ast.Name):
+            return None
+        for ancestor in self.tree.ancestors(at):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                return None
+            if isinstance(ancestor, ast.With):
+                for item in ancestor.items:
+                    bound = item.optional_vars
+                    if isinstance(bound, ast.Name) and bound.id == expr.id:
+                        return ancestor
+        return None
+
+
+def _is_temp_factory(call: ast.Call, names: Names) -> bool:
+    """tempfile.* and look-alikes (`TemporaryFileName()`, `make_temp_dir()`)."""
+    if (names.resolve(call.func) or "").startswith("tempfile."):
+        return True
+    return "temp" in (last_name(call.func) or "").lower()
+
+
+def _is_rank_name(name: str) -> bool:
+    lowered = name.lower()
+    if lowered in {"get_rank", "get_local_rank", "gpu", "gpu_id", "process_index", "local_process_index"}:
+        return True
+    if lowered in catalog.MAIN_PREDICATES or lowered in catalog.LOCAL_MAIN_PREDICATES:
+        return False
+    return "rank" in lowered and "world" not in lowered

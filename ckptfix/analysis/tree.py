@@ -1,0 +1,162 @@
+"""Tree plumbing the rules share: parent links, character positions, statement blocks."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+LOOPS = (ast.For, ast.AsyncFor, ast.While)
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+# Statement blocks a compound statement owns, by field name.
+BLOCK_FIELDS = ("body", "orelse", "finalbody")
+
+Pos = tuple[int, int]  # (1-based line, 0-based character column): libcst PositionProvider's convention
+
+
+class Tree:
+    """An `ast` module plus the lookups every rule needs, built once per file."""
+
+    def __init__(self, source: str, module: ast.Module) -> None:
+        self.source = source
+        self.module = module
+        self.lines = source.splitlines(keepends=True)
+        # One walk, shared by every rule: all nodes (parents before children) and parent links.
+        self.nodes: list[ast.AST] = []
+        self.parent: dict[int, ast.AST] = {}
+        parent = self.parent
+        stack: list[ast.AST] = [module]
+        AST = ast.AST
+        while stack:
+            node = stack.pop()
+            self.nodes.append(node)
+            for name in node._fields:
+                value = getattr(node, name, None)
+                if isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, AST):
+                            parent[id(item)] = node
+                            stack.append(item)
+                elif isinstance(value, AST):
+                    parent[id(value)] = node
+                    stack.append(value)
+        self._calls: list[ast.Call] | None = None
+
+    @property
+    def calls(self) -> list[ast.Call]:
+        if self._calls is None:
+            self._calls = [node for node in self.nodes if isinstance(node, ast.Call)]
+        return self._calls
+
+    def block_of(self, stmt: ast.stmt) -> tuple[list[ast.stmt], int]:
+        """The statement list holding `stmt` and its index there (([], -1) for the module node)."""
+        owner = self.parent.get(id(stmt))
+        if owner is None:
+            return [], -1
+        for block in statement_blocks(owner):
+            for index, item in enumerate(block):
+                if item is stmt:
+                    return block, index
+        return [], -1
+
+    # --- positions -------------------------------------------------------------------------------------
+    def char_col(self, line: int, byte_col: int) -> int:
+        """`ast` columns count UTF-8 bytes; libcst and editors count characters."""
+        if line - 1 >= len(self.lines):
+            return byte_col
+        text = self.lines[line - 1]
+        if text.isascii():
+            return byte_col
+        return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+    def start(self, node: ast.AST) -> Pos:
+        return (node.lineno, self.char_col(node.lineno, node.col_offset))  # type: ignore[attr-defined]
+
+    def span(self, node: ast.AST) -> tuple[int, int, int, int]:
+        """(line, col, end line, end col) in characters: the key of an expression edit."""
+        line, col = self.start(node)
+        end_line = node.end_lineno  # type: ignore[attr-defined]
+        end_col = self.char_col(end_line, node.end_col_offset)  # type: ignore[attr-defined]
+        return (line, col, end_line, end_col)
+
+    def text(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.source, node) or ""
+
+    # --- structure -------------------------------------------------------------------------------------
+    def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
+        current = self.parent.get(id(node))
+        while current is not None:
+            yield current
+            current = self.parent.get(id(current))
+
+    def statement(self, node: ast.AST) -> ast.stmt:
+        """The innermost statement containing `node` (itself if it is one)."""
+        current: ast.AST = node
+        while not isinstance(current, ast.stmt):
+            current = self.parent[id(current)]
+        return current
+
+    def function(self, node: ast.AST) -> FunctionNode | None:
+        """The function whose body runs `node` (None at module level and in class bodies)."""
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef):
+                return ancestor
+            if isinstance(ancestor, ast.Lambda | ast.ClassDef):
+                return None
+        return None
+
+    def enclosing_statements(self, node: ast.AST) -> Iterator[ast.stmt]:
+        """Statements from the innermost containing `node` outwards, stopping at the function."""
+        stmt = self.statement(node)
+        while True:
+            yield stmt
+            parent = self.parent.get(id(stmt))
+            if parent is None or isinstance(parent, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef):
+                return
+            if isinstance(parent, ast.ClassDef | ast.Lambda):
+                return
+            while not isinstance(parent, ast.stmt):
+                parent = self.parent[id(parent)]
+            stmt = parent
+
+    def alone_on_line(self, stmt: ast.stmt) -> bool:
+        """True when no other statement shares the statement's lines (`a = 1; torch.save(...)`). The
+        one-line body of a compound statement (`if c: torch.save(...)`) is alone: the rewriter turns it
+        into an indented block."""
+        block, index = self.block_of(stmt)
+        if index < 0:
+            return False
+        if index > 0 and block[index - 1].end_lineno == stmt.lineno:
+            return False
+        return not (index + 1 < len(block) and block[index + 1].lineno == stmt.end_lineno)
+
+    def line_start(self, stmt: ast.stmt) -> ast.stmt:
+        """The first statement of the line `stmt` is on (`import a; import b` -> `import a`)."""
+        block, index = self.block_of(stmt)
+        while index > 0 and block[index - 1].end_lineno == block[index].lineno:
+            index -= 1
+        return block[index] if index >= 0 else stmt
+
+
+def statement_blocks(node: ast.AST) -> list[list[ast.stmt]]:
+    """The statement lists directly owned by `node` (bodies, else, finally, handlers, match cases)."""
+    blocks: list[list[ast.stmt]] = []
+    for name in BLOCK_FIELDS:
+        value = getattr(node, name, None)
+        if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+            blocks.append(value)
+    if isinstance(node, ast.Try | ast.TryStar):
+        blocks.extend(handler.body for handler in node.handlers)
+    if isinstance(node, ast.Match):
+        blocks.extend(case.body for case in node.cases)
+    return blocks
+
+
+def walk_local(node: ast.AST) -> Iterator[ast.AST]:
+    """Like ast.walk, but does not descend into nested functions, lambdas or classes."""
+    stack = list(ast.iter_child_nodes(node))
+    while stack:
+        current = stack.pop()
+        yield current
+        if not isinstance(current, SCOPES):
+            stack.extend(ast.iter_child_nodes(current))

@@ -1,0 +1,253 @@
+"""The programmatic entry point the CLI and the codemods use: source text in, findings and new text out.
+
+Analysis runs on `ast` (fast, exact positions); libcst is imported only when a file needs rewriting.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from dataclasses import dataclass
+
+from ckptfix.analysis import catalog
+from ckptfix.analysis.checker import Analysis, Issue, analyze
+from ckptfix.analysis.distributed import has_distributed_marker
+from ckptfix.analysis.names import Names
+from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, Edit, Insert, Key, Plan
+from ckptfix.analysis.tree import Tree
+from ckptfix.findings import Finding
+from ckptfix.options import Options
+from ckptfix.suppress import Suppressions
+
+_BOM = "\ufeff"
+# Words one of which must occur in a file for any rule to fire (saves, barriers, process groups,
+# collectives under a guard).
+_WORK_MARKERS = (
+    b"save",
+    b"barrier",
+    b"process_group",
+    b"state_dict",
+    b"all_",
+    b"broadcast",
+    b"gather",
+    b"scatter",
+    b"reduce",
+    b"new_group",
+    b"send",
+    b"recv",
+    b"full_tensor",
+    b"redistribute",
+    b"checkpoint",
+    b"wait_for_everyone",
+    b"device_mesh",
+    b"new_subgroups",
+)
+
+
+# Options are frozen, so one shared default is safe.
+DEFAULT_OPTIONS = Options()
+
+
+class SourceError(Exception):
+    """The source cannot be analysed (undecodable or not valid Python); the message says why."""
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """Findings of the original source (`fixable`: fixed by this run) and the new text (None: unchanged)."""
+
+    findings: list[Finding]
+    new_source: str | None
+
+
+def might_need_work(data: bytes, options: Options = DEFAULT_OPTIONS) -> bool:
+    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed."""
+    if options.extra_save_functions and any(
+        n.rsplit(".", 1)[-1].encode() in data for n in options.extra_save_functions
+    ):
+        has_work = True
+    else:
+        has_work = any(marker in data for marker in _WORK_MARKERS)
+    return has_work and (options.assume_distributed or has_distributed_marker(data))
+
+
+def _parse(source: str, path: str) -> ast.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not ours to report
+            return ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        raise SourceError(f"syntax error at line {exc.lineno}: {exc.msg}") from exc
+    except (ValueError, UnicodeError) as exc:
+        raise SourceError(f"cannot parse: {exc}") from exc
+
+
+def _analyze(source: str, path: str, options: Options) -> tuple[Analysis, list[Issue]]:
+    analysis = analyze(source, _parse(source, path), options)
+    if not analysis.issues:
+        return analysis, []
+    suppressions = Suppressions(source)
+    issues = [i for i in analysis.issues if not suppressions.suppressed(i.code, *i.lines)]
+    return analysis, issues
+
+
+def _findings(path: str, tree: Tree, issues: list[Issue], fixed: set[int]) -> list[Finding]:
+    findings = set()
+    for index, issue in enumerate(issues):
+        line, col = tree.start(issue.node)
+        findings.add(Finding(path, line, col + 1, issue.code, issue.message, index in fixed))
+    return sorted(findings, key=lambda f: (f.line, f.col, f.code, f.message))
+
+
+def check_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> list[Finding]:
+    """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each."""
+    source = source.removeprefix(_BOM)
+    analysis, issues = _analyze(source, path, options)
+    return _findings(path, analysis.tree, issues, {i for i, issue in enumerate(issues) if issue.edits})
+
+
+def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
+    """Rewrite every fixable, unsuppressed finding of one file's text in one pass."""
+    bom = _BOM if source.startswith(_BOM) else ""
+    source = source.removeprefix(_BOM)
+    analysis, issues = _analyze(source, path, options)
+    fixable = [i for i, issue in enumerate(issues) if issue.edits]
+    if not fixable:
+        return FixResult(_findings(path, analysis.tree, issues, set()), None)
+    from libcst import ParserSyntaxError  # libcst only when something is rewritten
+
+    from ckptfix.rewrite import apply_plan
+
+    plan, needed = _plan([issues[i].edits for i in fixable], options, analysis)
+    symbols, imports = _symbols(needed, analysis.names)
+    import_key = None
+    if imports:
+        import_key, after = _import_anchor(analysis.tree, plan)
+        plan.add(Insert(import_key, after, "\n".join(imports), frozenset()))
+    try:
+        new_source, applied = apply_plan(source, plan, symbols)
+    except ParserSyntaxError as exc:  # valid for `ast` but not for libcst's grammar
+        raise SourceError(
+            f"cannot rewrite, libcst does not parse it: {exc.message} (line {exc.raw_line})"
+        ) from exc
+    if import_key is not None and import_key not in applied:
+        raise RuntimeError(f"ckptfix could not place its imports in {path}")
+    fixed = {i for i in fixable if all(_edit_key(edit) in applied for edit in issues[i].edits)}
+    try:
+        _parse(new_source, path)
+    except SourceError as exc:  # a bug of ours: never hand back broken code
+        raise RuntimeError(f"ckptfix produced invalid code for {path}: {exc}") from exc
+    findings = _findings(path, analysis.tree, issues, fixed)
+    return FixResult(findings, bom + new_source if new_source != source else None)
+
+
+def _edit_key(edit: Edit) -> object:
+    from ckptfix.analysis.plan import CallEdit
+
+    if isinstance(edit, CallEdit):
+        return edit.span
+    return edit.key
+
+
+def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) -> tuple[Plan, set[str]]:
+    """Merge the edits of several findings: inserts of one group collapse into the last one."""
+    edits = [edit for edits in edit_lists for edit in edits]
+    last_in_group: dict[tuple[object, str], Key] = {}
+    for edit in edits:
+        if isinstance(edit, Insert) and edit.group is not None:
+            slot = (edit.group, edit.template)
+            last_in_group[slot] = max(last_in_group.get(slot, edit.key), edit.key)
+    plan = Plan()
+    needed: set[str] = set()
+    for edit in edits:
+        if (
+            isinstance(edit, Insert)
+            and edit.group is not None
+            and last_in_group[(edit.group, edit.template)] != edit.key
+        ):
+            continue
+        plan.add(edit)
+        needed |= edit.symbols
+    if options.style == "runtime" and needed & {"checkpoint_barrier", "final_sync"}:
+        for key in analysis.init_keys:
+            plan.add(Insert(key, True, "{init_sync}()", frozenset({"init_sync"})))
+            needed.add("init_sync")
+    return plan, needed
+
+
+def _symbols(needed: set[str], names: Names) -> tuple[dict[str, str], list[str]]:
+    """Local names for the symbols the templates use, and the import lines that bind new ones."""
+    mapping: dict[str, str] = {}
+    imports: list[str] = []
+    for symbol in sorted(needed & MODULE_SYMBOLS.keys()):
+        target = MODULE_SYMBOLS[symbol]
+        local = names.local_for(target)
+        if (
+            local is None
+            and target in names.imported
+            and names.module_imports.get(target.split(".")[0]) == "torch"
+        ):
+            local = target  # `import torch.distributed` already made `torch.distributed` usable
+        if local is None:
+            local = names.fresh(symbol, reserved=mapping.values())
+            if local == target:
+                imports.append(f"import {target}")
+            else:
+                imports.append(f"import {target} as {local}")
+        mapping[symbol] = local
+    runtime_parts: list[str] = []
+    for symbol in sorted(needed & RUNTIME_SYMBOLS):
+        local = names.local_for(f"{catalog.RUNTIME_MODULE}.{symbol}")
+        if local is None:
+            local = names.fresh(symbol, reserved=mapping.values())
+            runtime_parts.append(symbol if local == symbol else f"{symbol} as {local}")
+        mapping[symbol] = local
+    if runtime_parts:
+        imports.append(f"from {catalog.RUNTIME_MODULE} import {', '.join(runtime_parts)}")
+    return mapping, imports
+
+
+def _import_anchor(tree: Tree, plan: Plan) -> tuple[Key, bool]:
+    """Where new imports go: after the last top-level import (also one inside a top-level try/if) that
+    comes before any rewritten code running at import time; else after the docstring or at the top."""
+    edit_lines = [key[0] for key in plan.statement_keys()] + [span[0] for span in plan.calls]
+    body = tree.module.body
+    first_module_level = min(
+        (line for line in edit_lines if _runs_at_import(tree, line)),
+        default=None,
+    )
+    last_import: ast.stmt | None = None
+    for stmt in body:
+        if first_module_level is not None and (stmt.end_lineno or stmt.lineno) >= first_module_level:
+            break
+        if isinstance(stmt, ast.Import | ast.ImportFrom) or (
+            isinstance(stmt, ast.Try | ast.If)
+            and any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(stmt))
+            and not _is_main_guard(stmt)
+        ):
+            last_import = stmt
+    if last_import is not None:
+        return tree.start(tree.line_start(last_import)), True
+    first = body[0]
+    is_docstring = (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    )
+    return tree.start(first), is_docstring
+
+
+def _runs_at_import(tree: Tree, line: int) -> bool:
+    for stmt in tree.module.body:
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            return (
+                not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                or line == stmt.lineno
+            )
+    return True
+
+
+def _is_main_guard(stmt: ast.stmt) -> bool:
+    test = getattr(stmt, "test", None)
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"

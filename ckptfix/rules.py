@@ -1,0 +1,262 @@
+"""Rule metadata the CLI lists (`ckptfix rules`) and explains (`ckptfix explain CODE`).
+
+Codes are stable: never renumbered, only added.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    summary: str
+    explanation: str
+    before: str
+    after: str
+    fixable: bool
+
+
+def _text(block: str) -> str:
+    return textwrap.dedent(block).strip("\n") + "\n"
+
+
+RULES: dict[str, Rule] = {
+    rule.code: rule
+    for rule in (
+        Rule(
+            code="CKP001",
+            name="unguarded-save",
+            summary="a checkpoint save that every rank runs",
+            explanation=_text(
+                """\
+                What: torch.save, safetensors save_file/save_model, HF save_pretrained, a configured save
+                function, or a helper of this module that reaches one, runs on every rank.
+                Why: all ranks write the same file at once; the writes contend and interleave, a slow or
+                failing rank desynchronises training, and a crash mid-write corrupts the checkpoint.
+                Fix: the innermost write (not the helper call) runs only on the main process, inside
+                try/except that reports the failure. The object to save is computed before the guard on
+                every rank (state gathering such as FSDP state_dict or consolidate_state_dict is
+                collective); statements right after the write that only make sense on success move into
+                the try. save_pretrained gets is_main_process= instead, since it gathers state on every
+                rank.
+                Already guarded: rank comparisons, is_main_process()/is_master/master_process/should_save
+                and friends, `and` clauses, early returns, @rank_zero_only, helpers whose callers are all
+                guarded. Local-rank guards (local_rank in [-1, 0], gpu_id == 0) write once per node:
+                reported, not rewritten. Per-rank files (the rank in the name), temp files and io.BytesIO
+                are not findings. Single-process modules are skipped unless --assume-distributed.
+                """
+            ),
+            before=_text(
+                """\
+                torch.save({'model': model.state_dict()}, path)
+                """
+            ),
+            after=_text(
+                """\
+                checkpoint_state = {'model': model.state_dict()}
+                if is_main_process():
+                    try:
+                        atomic_save(checkpoint_state, path)
+                    except Exception as exc:
+                        report_save_failure(path, exc)
+                checkpoint_barrier(timeout=120)
+                """
+            ),
+            fixable=True,
+        ),
+        Rule(
+            code="CKP002",
+            name="missing-checkpoint-barrier",
+            summary="a main-process save with no barrier before training goes on",
+            explanation=_text(
+                """\
+                What: a checkpoint written by the main process is not followed by a barrier every rank
+                reaches.
+                Why: the other ranks run ahead into the next collective and wait there for the writer; on
+                a slow file system they hit the collective timeout and the job dies, or state diverges.
+                Fix: one barrier with a real timeout (--barrier-timeout, default 120 s) per checkpoint
+                event, placed after the save and outside every branch of the function holding it (inside
+                the innermost loop), never inside the main-process guard. Several saves in one block share
+                it. When the save is guarded by its callers or by an early return, the barrier goes after
+                each call site. Not rewritten when no such place exists (an early `continue`, unknown
+                callers).
+                """
+            ),
+            before=_text(
+                """\
+                if rank == 0:
+                    torch.save(state, path)
+                train_next_epoch()
+                """
+            ),
+            after=_text(
+                """\
+                if rank == 0:
+                    torch.save(state, path)
+                checkpoint_barrier(timeout=120)
+                train_next_epoch()
+                """
+            ),
+            fixable=True,
+        ),
+        Rule(
+            code="CKP003",
+            name="numeric-barrier-timeout",
+            summary="a barrier given a number as timeout",
+            explanation=_text(
+                """\
+                What: dist.barrier(timeout=120) or monitored_barrier(timeout=120).
+                Why: the timeout must be a datetime.timedelta; a number raises TypeError (and before torch
+                2.12 barrier has no timeout argument at all). Usually a try/except hides the error, so the
+                barrier never runs and ranks are not synchronised.
+                Fix: the runtime's checkpoint_barrier(timeout=120), which waits with a real timeout on
+                every backend (inline style: timeout=datetime.timedelta(seconds=120)).
+                """
+            ),
+            before=_text(
+                """\
+                dist.barrier(timeout=120)
+                """
+            ),
+            after=_text(
+                """\
+                checkpoint_barrier(timeout=120)
+                """
+            ),
+            fixable=True,
+        ),
+        Rule(
+            code="CKP004",
+            name="missing-final-sync",
+            summary="training ends with no final sync",
+            explanation=_text(
+                """\
+                What: destroy_process_group() (or, with none in the module, the end of the training
+                function) is reached with no barrier before it, in a module that writes checkpoints.
+                Why: ranks that finish first tear down the process group while the main process may still
+                be writing the last checkpoint; the job can hang or exit before the file is complete.
+                Fix: final_sync(timeout=180) before it (--final-timeout). In the runtime style init_sync()
+                is also inserted right after init_process_group(...) so the runtime's barriers have a
+                group every rank created.
+                """
+            ),
+            before=_text(
+                """\
+                if rank == 0:
+                    torch.save(model, 'final.pt')
+                dist.destroy_process_group()
+                """
+            ),
+            after=_text(
+                """\
+                if rank == 0:
+                    torch.save(model, 'final.pt')
+                final_sync(timeout=180)
+                dist.destroy_process_group()
+                """
+            ),
+            fixable=True,
+        ),
+        Rule(
+            code="CKP005",
+            name="non-atomic-save",
+            summary="a non-atomic write to the final checkpoint path",
+            explanation=_text(
+                """\
+                What: torch.save(obj, path) straight to the final path, with no temp file and rename in
+                the function.
+                Why: a crash, a kill or a full disk leaves a truncated file (torch.save raises
+                RuntimeError, not OSError, on a full disk); saving in place over the last good checkpoint
+                destroys it.
+                Fix: atomic_save(obj, path, ...) (same arguments as torch.save): temp file in the same
+                directory, fsync, os.replace. Inline style writes that sequence out.
+                """
+            ),
+            before=_text(
+                """\
+                torch.save(obj=state, f=path)
+                """
+            ),
+            after=_text(
+                """\
+                atomic_save(state, path)
+                """
+            ),
+            fixable=True,
+        ),
+        Rule(
+            code="CKP006",
+            name="collective-under-main-guard",
+            summary="a collective that only the main process runs",
+            explanation=_text(
+                """\
+                What: a collective reached only under a main-process guard: directly, through helpers of
+                the module (any depth), or in a function decorated @rank_zero_only.
+                Why: every rank must make a collective; the main process waits forever for ranks that
+                never come (measured: ZeroRedundancyOptimizer.consolidate_state_dict under `if rank == 0`
+                hangs).
+                Collectives: torch.distributed collectives and group constructors,
+                torch.distributed.checkpoint save/load, the state_dict helpers, FSDP full/optim state dict
+                and summon_full_params. Heuristics (matched by method name on objects of unknown type,
+                unless the module defines that name itself): consolidate_state_dict, full_tensor,
+                redistribute, summon_full_params, optim_state_dict, wait_for_everyone, save_state,
+                load_state, get_state_dict, save_16bit_model, save_checkpoint, load_checkpoint,
+                gather_for_metrics, all_reduce, all_gather(_object), broadcast_object_list,
+                reduce_scatter.
+                Fix: move the guard inward to the write; gather state on every rank. Reported, not
+                rewritten.
+                """
+            ),
+            before=_text(
+                """\
+                if rank == 0:
+                    optimizer.consolidate_state_dict(to=0)
+                    torch.save(optimizer.state_dict(), p)
+                """
+            ),
+            after=_text(
+                """\
+                optimizer.consolidate_state_dict(to=0)
+                if rank == 0:
+                    torch.save(optimizer.state_dict(), p)
+                """
+            ),
+            fixable=False,
+        ),
+        Rule(
+            code="CKP007",
+            name="swallowed-barrier-error",
+            summary="a try/except that swallows a barrier's error",
+            explanation=_text(
+                """\
+                What: a barrier inside try/except Exception (or bare except, RuntimeError, ...) whose
+                handler does not re-raise.
+                Why: after a barrier times out the process group is broken; logging and going on makes the
+                next collective fail or hang far from the cause. With a numeric timeout (CKP003) the
+                barrier never even ran.
+                Fix: the try/except is removed and the barrier becomes the runtime's checkpoint_barrier,
+                which raises a clear error on every rank (inline style: dist.barrier with a timedelta
+                timeout). Rewritten only when the try holds nothing but the barrier and log calls.
+                """
+            ),
+            before=_text(
+                """\
+                try:
+                    dist.barrier(timeout=120)
+                except Exception as e:
+                    print(f'barrier timeout: {e}')
+                """
+            ),
+            after=_text(
+                """\
+                checkpoint_barrier(timeout=120)
+                """
+            ),
+            fixable=True,
+        ),
+    )
+}

@@ -1,0 +1,135 @@
+"""CKP006: collectives only the main process reaches; and the rewrite never creates one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.codemods.helpers import codes, findings, rewrite, src
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "dist.all_reduce(t)",
+        "dist.broadcast_object_list(objs, src=0)",
+        "optimizer.consolidate_state_dict(to=0)",
+        "dtensor.full_tensor()",
+        "dcp.save(state, checkpoint_id=p)",
+        "get_model_state_dict(model)",
+        "dist.barrier()",
+        "accelerator.wait_for_everyone()",
+    ],
+)
+def test_collective_directly_under_guard(body: str) -> None:
+    header = (
+        "import torch\nimport torch.distributed as dist\nimport torch.distributed.checkpoint as dcp\n"
+        "from torch.distributed.checkpoint.state_dict import get_model_state_dict\n"
+    )
+    before = src(
+        f"def f(rank, t, objs, optimizer, dtensor, state, p, model, accelerator):\n"
+        f"    if rank == 0:\n        {body}\n",
+        header,
+    )
+    assert [f[1] for f in findings(before)] == ["CKP006"]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_collective_through_helper_chain(depth: int) -> None:
+    helpers = "def h1(opt):\n    opt.consolidate_state_dict(to=0)\n    torch.save(opt.state_dict(), 'o.pt')\n"
+    for level in range(2, depth + 1):
+        helpers += f"def h{level}(opt):\n    h{level - 1}(opt)\n"
+    before = src(
+        helpers + f"def train(opt, rank):\n    if rank == 0:\n        h{depth}(opt)\n    dist.barrier()\n"
+    )
+    assert (4, "CKP006", False) in findings(before)
+
+
+def test_collective_in_rank_zero_only_function() -> None:
+    before = src("@rank_zero_only\ndef log_metrics(t):\n    dist.all_reduce(t)\n")
+    assert codes(before) == ["CKP006"]
+
+
+def test_ddp_state_dict_and_module_methods_are_not_collectives() -> None:
+    before = src(
+        """
+        def save_checkpoint(model):
+            torch.save(model.module.state_dict(), "c.pt")
+
+        def train(model, rank):
+            if rank == 0:
+                save_checkpoint(model)
+            dist.barrier()
+        """
+    )
+    assert "CKP006" not in codes(before)
+
+
+def test_rewrite_never_creates_a_collective_under_a_guard() -> None:
+    before = src(
+        """
+        def save(model, optimizer, path):
+            optimizer.consolidate_state_dict(to=0)
+            torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, path)
+            dist.all_reduce(model.flag)
+            print("checkpoint saved")
+
+        def train(model, optimizer):
+            for epoch in range(3):
+                save(model, optimizer, "c.pt")
+        """
+    )
+    assert "CKP006" not in codes(before)
+    after = rewrite(before)
+    assert "CKP006" not in codes(after)
+    assert "    optimizer.consolidate_state_dict(to=0)\n    checkpoint_state = {" in after
+
+
+def test_save_next_to_a_collective_argument_is_report_only() -> None:
+    before = src("def f(m):\n    torch.save(m, get_path(dist.broadcast_object_list([0])))\n")
+    assert (4, "CKP001", False) in findings(before)
+
+
+def test_break_under_guard_in_a_training_loop() -> None:
+    before = src(
+        """
+        def train(model, rank, steps):
+            for step in range(steps):
+                model(step).backward()
+                if rank == 0 and step > 10:
+                    torch.save(model, "c.pt")
+                    break
+            dist.barrier()
+        """
+    )
+    assert (8, "CKP006", False) in findings(before)
+
+
+def test_stop_flag_set_under_guard() -> None:
+    before = src(
+        """
+        def train(self, model):
+            while not self.should_stop:
+                model(1).backward()
+                if is_main_process() and model.done():
+                    self.should_stop = True
+        """
+    )
+    assert (7, "CKP006", False) in findings(before)
+
+
+def test_break_every_rank_takes_is_fine() -> None:
+    before = src(
+        """
+        def train(model, rank, steps):
+            for step in range(steps):
+                model(step).backward()
+                if step > 10:
+                    break
+                if rank == 0:
+                    print(step)
+            for name in names:
+                if rank == 0:
+                    break
+        """
+    )
+    assert "CKP006" not in codes(before)

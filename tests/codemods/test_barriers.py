@@ -1,0 +1,271 @@
+"""CKP002 placement, CKP003 numeric timeouts, CKP007 swallowed barrier errors."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
+
+
+def _barrier_lines(source: str) -> list[str]:
+    return [line for line in source.splitlines() if "barrier(" in line]
+
+
+def test_guarded_save_without_barrier_gets_one_after_the_guard() -> None:
+    before = src(
+        """
+        def train(model, rank):
+            for step in range(100):
+                loss = model(step)
+                if step % 10 == 0:
+                    if rank == 0:
+                        torch.save(model.state_dict(), "ckpt.pt")
+                loss.backward()
+        """
+    )
+    assert findings(before, select=frozenset({"CKP002"})) == [(8, "CKP002", True)]
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("        checkpoint_barrier(timeout=120)")
+    assert lines[at - 1].strip() == 'torch.save(model.state_dict(), "ckpt.pt")'
+    assert lines[at + 1] == "        loss.backward()"  # inside the loop, outside both ifs
+
+
+def test_several_saves_in_one_block_share_one_barrier() -> None:
+    before = src(
+        """
+        def save(model, is_best):
+            torch.save(model, "last.pt")
+            if is_best:
+                torch.save(model, "best.pt")
+            print("done")
+        """
+    )
+    after = rewrite(before)
+    assert _barrier_lines(after) == ["    checkpoint_barrier(timeout=120)"]
+    assert after.index("checkpoint_barrier(") > after.index('"best.pt"')
+
+
+def test_barrier_never_inside_the_guard() -> None:
+    before = src(
+        """
+        def save(model, path, rank):
+            if rank == 0:
+                torch.save(model, path)
+        """
+    )
+    after = rewrite(before)
+    assert "checkpoint_barrier" not in guarded_calls(after, ("rank == 0", "is_main_process"))
+    assert "    checkpoint_barrier(timeout=120)" in after.splitlines()
+
+
+def test_early_return_guard_puts_barrier_after_each_call_site() -> None:
+    before = src(
+        """
+        def save(model, path, rank):
+            if rank != 0:
+                return
+            torch.save(model, path)
+
+        def train(model, rank):
+            for epoch in range(3):
+                save(model, "a.pt", rank)
+                model.step()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("        checkpoint_barrier(timeout=120)")
+    assert lines[at - 1] == '        save(model, "a.pt", rank)'
+    assert lines[at + 1] == "        model.step()"
+
+
+def test_guarded_call_site_barrier_goes_after_the_guard() -> None:
+    before = src(
+        """
+        class T:
+            def save_training_checkpoint(self, val_loss, is_best):
+                torch.save({"loss": val_loss}, "ckpt.pt")
+
+            def train(self):
+                for epoch in range(3):
+                    if is_main_process():
+                        self.save_training_checkpoint(1.0, False)
+                    self.step()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("            checkpoint_barrier(timeout=120)")
+    assert lines[at - 1].strip() == "self.save_training_checkpoint(1.0, False)"
+    assert lines[at + 1] == "            self.step()"
+
+
+def test_existing_barrier_after_save_or_after_call_site_is_enough() -> None:
+    direct = src("def f(m, rank):\n    if rank == 0:\n        torch.save(m, 'p')\n    dist.barrier()\n")
+    via_caller = src(
+        """
+        def write(m):
+            torch.save(m, "p")
+
+        def train(m):
+            write(m)
+            accelerator.wait_for_everyone()
+        """
+    )
+    via_helper = src(
+        """
+        def sync():
+            dist.barrier()
+
+        def f(m, rank):
+            if rank == 0:
+                torch.save(m, "p")
+            sync()
+        """
+    )
+    assert "CKP002" not in codes(direct)
+    assert "CKP002" not in codes(via_caller)
+    assert "CKP002" not in codes(via_helper)
+
+
+def test_barrier_under_a_guard_does_not_count() -> None:
+    before = src("def f(m, rank):\n    if rank == 0:\n        torch.save(m, 'p')\n        dist.barrier()\n")
+    assert "CKP002" in codes(before)
+
+
+def test_continue_guard_is_reported_not_rewritten() -> None:
+    before = src(
+        """
+        def f(m, rank):
+            for step in range(3):
+                if rank != 0:
+                    continue
+                torch.save(m, "p")
+        """
+    )
+    assert (7, "CKP002", False) in findings(before)
+
+
+def test_inline_style_barrier() -> None:
+    before = src("def f(m, rank):\n    if rank == 0:\n        torch.save(m, 'p')\n    m.step()\n")
+    after = rewrite(before, style="inline", select=frozenset({"CKP002"}))
+    assert after == src(
+        "import datetime\n"
+        "def f(m, rank):\n"
+        "    if rank == 0:\n"
+        "        torch.save(m, 'p')\n"
+        "    if dist.is_initialized():\n"
+        "        dist.barrier(timeout=datetime.timedelta(seconds=120))\n"
+        "    m.step()\n"
+    )
+
+
+def test_barrier_timeout_option() -> None:
+    before = src("def f(m, rank):\n    if rank == 0:\n        torch.save(m, 'p')\n")
+    assert "checkpoint_barrier(timeout=300)" in rewrite(before, barrier_timeout=300.0)
+    assert "checkpoint_barrier(timeout=2.5)" in rewrite(before, barrier_timeout=2.5)
+
+
+# --- CKP003 ---------------------------------------------------------------------------------------------
+
+
+def test_numeric_timeouts_are_found() -> None:
+    before = src(
+        """
+        TIMEOUT = 120
+        def f():
+            dist.barrier(timeout=120)
+            dist.monitored_barrier(timeout=TIMEOUT * 2)
+            dist.barrier(timeout=datetime.timedelta(seconds=120))
+            dist.barrier()
+            other.barrier(timeout=5)
+        """
+    )
+    assert [f[:2] for f in findings(before)] == [(5, "CKP003"), (6, "CKP003")]
+
+
+def test_numeric_timeout_runtime_and_inline() -> None:
+    before = src(
+        "def f():\n"
+        "    dist.barrier(timeout=120)\n"
+        "    dist.monitored_barrier(timeout=30, wait_all_ranks=True)\n"
+    )
+    runtime = rewrite(before, select=frozenset({"CKP003"}))
+    assert "    checkpoint_barrier(timeout=120)\n    checkpoint_barrier(timeout=30)\n" in runtime
+    inline = rewrite(before, style="inline", select=frozenset({"CKP003"}))
+    assert "    dist.barrier(timeout=datetime.timedelta(seconds=120))\n" in inline
+    assert (
+        "    dist.monitored_barrier(timeout=datetime.timedelta(seconds=30), wait_all_ranks=True)\n" in inline
+    )
+    assert inline.count("import datetime") == 1
+
+
+def test_barrier_with_group_is_reported_not_rewritten_in_runtime_style() -> None:
+    before = src("def f(g):\n    dist.barrier(group=g, timeout=60)\n")
+    assert findings(before) == [(4, "CKP003", False)]
+
+
+# --- CKP007 ---------------------------------------------------------------------------------------------
+
+GUIDE = src(
+    """
+    class T:
+        def finish(self):
+            # Synchronize all processes after checkpointing
+            if self.config.world_size > 1:
+                try:
+                    dist.barrier(timeout=120)  # 2 minute timeout
+                    print(f"Rank {self.config.rank}: sync done")
+                except Exception as e:
+                    print(f"Checkpoint barrier timeout on rank {self.config.rank}: {e}")
+            self.go_on()
+    """
+)
+
+
+def test_guide_barrier_gets_ckp003_and_ckp007() -> None:
+    assert [f[:2] for f in findings(GUIDE)] == [(7, "CKP007"), (8, "CKP003")]
+
+
+def test_swallowed_barrier_is_unwrapped_runtime() -> None:
+    after = rewrite(GUIDE)
+    assert (
+        "        # Synchronize all processes after checkpointing\n"
+        "        if self.config.world_size > 1:\n"
+        "            checkpoint_barrier(timeout=120)  # 2 minute timeout\n"
+        '            print(f"Rank {self.config.rank}: sync done")\n'
+        "        self.go_on()\n"
+    ) in after
+    assert "except" not in after
+
+
+def test_swallowed_barrier_is_unwrapped_inline() -> None:
+    after = rewrite(GUIDE, style="inline")
+    assert "            dist.barrier(timeout=datetime.timedelta(seconds=120))  # 2 minute timeout\n" in after
+    assert "except" not in after
+
+
+def test_reraising_handler_is_fine_and_busy_try_is_report_only() -> None:
+    reraise = src(
+        "def f():\n    try:\n        dist.barrier()\n    except Exception:\n        log()\n        raise\n"
+    )
+    assert "CKP007" not in codes(reraise)
+    busy = src(
+        "def f(m):\n    try:\n        m.step()\n        dist.barrier()\n    except Exception:\n        pass\n"
+    )
+    assert findings(busy) == [(4, "CKP007", False)]
+    assert rewrite(busy) == busy
+
+
+def test_unwrapped_output_parses_to_the_same_body() -> None:
+    after = rewrite(GUIDE, select=frozenset({"CKP007"}))
+    body = ast.parse(after).body[-1]
+    assert isinstance(body, ast.ClassDef)
+    assert "try" not in ast.unparse(body)
+
+
+def test_save_in_a_lambda_gets_no_barrier_at_definition() -> None:
+    before = src("save_cb = lambda m: torch.save(m, 'l.pt')\n")
+    assert (3, "CKP002", False) in findings(before)
+    assert "checkpoint_barrier" not in rewrite(before)

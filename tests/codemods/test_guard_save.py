@@ -1,0 +1,445 @@
+"""CKP001: guard the innermost write; never double-guard; keep every other byte."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptfix.api import check_source, fix_source
+from ckptfix.options import Options
+from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
+
+ONLY_001 = {"select": frozenset({"CKP001"})}
+
+
+def test_plain_save_is_guarded_exactly() -> None:
+    before = src(
+        """
+        def save(model, path):
+            # write it
+            torch.save(model, path)  # trailing
+            return path
+        """
+    )
+    assert rewrite(before, **ONLY_001) == (
+        "import torch\n"
+        "import torch.distributed as dist\n"
+        "from ckptfix.runtime import is_main_process, report_save_failure\n"
+        "def save(model, path):\n"
+        "    # write it\n"
+        "    if is_main_process():\n"
+        "        try:\n"
+        "            torch.save(model, path)  # trailing\n"
+        "        except Exception as exc:\n"
+        "            report_save_failure(path, exc)\n"
+        "    return path\n"
+    )
+
+
+def test_full_rewrite_of_seed_style_method() -> None:
+    before = src(
+        """
+        class Trainer:
+            def save_training_checkpoint(self, val_loss, is_best):
+                checkpoint = {"model": self.model.state_dict(), "val_loss": val_loss}
+                checkpoint_path = f"{self.dir}/step_{self.current_step}.pt"
+                torch.save(checkpoint, checkpoint_path)
+                self.last_checkpoint_step = self.current_step
+                print(f"Checkpoint saved successfully: {checkpoint_path}")
+                self.model.train()
+        """
+    )
+    after = rewrite(before)
+    assert (
+        "        if is_main_process():\n"
+        "            try:\n"
+        "                atomic_save(checkpoint, checkpoint_path)\n"
+        "                self.last_checkpoint_step = self.current_step\n"
+        '                print(f"Checkpoint saved successfully: {checkpoint_path}")\n'
+        "            except Exception as exc:\n"
+        "                report_save_failure(checkpoint_path, exc)\n"
+        "        checkpoint_barrier(timeout=120)\n"
+        "        self.model.train()\n"
+    ) in after
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        "if rank == 0:",
+        "if dist.get_rank() == 0:",
+        "if 0 == dist.get_rank():",
+        "if not dist.is_initialized() or dist.get_rank() == 0:",
+        "if master_process:",
+        "if is_main_process():",
+        "if utils.is_main_process():",
+        "if self.is_master:",
+        "if accelerator.is_main_process:",
+        "if trainer.is_global_zero:",
+        "if trainer.is_world_process_zero():",
+        "if args.should_save:",
+        "if xm.is_master_ordinal():",
+        'if int(os.environ["RANK"]) == 0:',
+        "if step % every == 0 and master_process:",
+        "if not rank:",
+        "if self.global_rank == 0:",
+        "if rank in (0,):",
+        "if dp_rank == 0:",
+    ],
+)
+def test_recognised_guards_are_not_double_guarded(guard: str) -> None:
+    before = src(
+        f"def save(model, path, rank, step, every):\n    {guard}\n        torch.save(model, path)\n", ""
+    )
+    before = "import os\nimport torch\nimport torch.distributed as dist\n" + before
+    assert "CKP001" not in codes(before)
+    assert rewrite(before, **ONLY_001) == before
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def save(model, path, rank):\n    if rank != 0:\n        return\n    torch.save(model, path)\n",
+        "def save(model, p):\n    if not is_main_process():\n        return\n    torch.save(model, p)\n",
+        "@rank_zero_only\ndef save(model, path):\n    torch.save(model, path)\n",
+        "@accelerator.on_main_process\ndef save(model, path):\n    torch.save(model, path)\n",
+        "def save(model, path, rank):\n    torch.save(model, path) if rank == 0 else None\n",
+        "def save(model, path, rank):\n    rank == 0 and torch.save(model, path)\n",
+        "def save(m, p, rank):\n    if rank > 0:\n        pass\n    else:\n        torch.save(m, p)\n",
+    ],
+)
+def test_other_guard_forms(code: str) -> None:
+    assert "CKP001" not in codes(src(code))
+
+
+def test_helper_whose_callers_are_all_guarded() -> None:
+    before = src(
+        """
+        def write(model, path):
+            torch.save(model.state_dict(), path)
+
+        def train(model, rank):
+            for step in range(10):
+                if rank == 0:
+                    write(model, "a.pt")
+            if dist.get_rank() == 0:
+                write(model, "b.pt")
+        """
+    )
+    assert "CKP001" not in codes(before)
+
+
+def test_helper_with_one_unguarded_caller_is_guarded_inside() -> None:
+    before = src(
+        """
+        def write(model, path):
+            torch.save(model, path)
+
+        def train(model, rank):
+            if rank == 0:
+                write(model, "a.pt")
+            write(model, "b.pt")
+        """
+    )
+    assert [f[1] for f in findings(before) if f[1] == "CKP001"] == ["CKP001"]
+    after = rewrite(before, **ONLY_001)
+    assert "torch.save" in guarded_calls(after)
+
+
+def test_method_saving_through_helpers_at_depth() -> None:
+    before = src(
+        """
+        class T:
+            def _dump(self, obj, path):
+                torch.save(obj, path)
+
+            def save_training_checkpoint(self, val_loss, is_best):
+                self._dump({"loss": val_loss}, "ckpt.pt")
+
+            def train(self):
+                for epoch in range(3):
+                    self.save_training_checkpoint(1.0, False)
+        """
+    )
+    found = findings(before)
+    assert (5, "CKP001", True) in found  # reported at the innermost write, not the helper call
+    after = rewrite(before)
+    assert "atomic_save" in guarded_calls(after)
+    assert "self.save_training_checkpoint" not in guarded_calls(after)
+
+
+def test_save_through_aliases() -> None:
+    before = (
+        "import torch as th\n"
+        "import torch.distributed as dist\n"
+        "from torch import save\n"
+        "from torch.serialization import save as ser_save\n"
+        "save_fn = th.save\n"
+        "def f(m, p):\n"
+        "    th.save(m, p)\n"
+        "    save(m, p)\n"
+        "    ser_save(m, p)\n"
+        "    save_fn(m, p)\n"
+        "    torch_save_lookalike(m, p)\n"
+    )
+    assert [f[0] for f in findings(before) if f[1] == "CKP001"] == [7, 8, 9, 10]
+
+
+def test_not_torch_save_when_name_is_something_else() -> None:
+    before = "import mylib as torch\nimport torch.distributed as dist\ndef f(m, p):\n    torch.save(m, p)\n"
+    assert "CKP001" not in codes(before)
+
+
+def test_save_inside_with_and_nested_ifs() -> None:
+    before = src(
+        """
+        def f(model, path, step, best):
+            with torch.no_grad():
+                if step % 10 == 0:
+                    if best:
+                        torch.save(model, path)
+            model.train()
+        """
+    )
+    after = rewrite(before)
+    assert "atomic_save" in guarded_calls(after)
+    lines = after.splitlines()
+    # The barrier leaves every branch: it is at the function body's indentation, before model.train().
+    assert lines[lines.index("    checkpoint_barrier(timeout=120)") + 1] == "    model.train()"
+
+
+def test_argument_building_state_dict_is_hoisted_out_of_the_guard() -> None:
+    before = src(
+        """
+        def f(model, optimizer, path):
+            torch.save({"model": model.state_dict(), "optim": optimizer.state_dict()}, path)
+        """
+    )
+    after = rewrite(before)
+    assert '    checkpoint_state = {"model": model.state_dict(), "optim": optimizer.state_dict()}\n' in after
+    assert "model.state_dict" not in guarded_calls(after)
+    assert "atomic_save(checkpoint_state, path)" in after
+
+
+def test_hoisted_name_does_not_clash() -> None:
+    before = src("def f(model, path, checkpoint_state):\n    torch.save(model.state_dict(), path)\n")
+    after = rewrite(before)
+    assert "checkpoint_state_2 = model.state_dict()" in after
+
+
+def test_file_already_importing_the_runtime() -> None:
+    before = src(
+        """
+        from ckptfix.runtime import is_main_process as main_only, report_save_failure
+        def f(m, p):
+            torch.save(m, p)
+        """
+    )
+    after = rewrite(before, **ONLY_001)
+    assert "if main_only():" in after
+    assert after.count("ckptfix.runtime") == 1
+
+
+def test_file_defining_its_own_is_main_process() -> None:
+    before = src(
+        """
+        def is_main_process():
+            return dist.get_rank() == 0
+
+        def f(m, p):
+            torch.save(m, p)
+        """
+    )
+    after = rewrite(before, **ONLY_001)
+    assert (
+        "from ckptfix.runtime import is_main_process as ckptfix_is_main_process, report_save_failure" in after
+    )
+    assert "if ckptfix_is_main_process():" in after
+    assert "def is_main_process():" in after
+
+
+def test_imports_after_code_and_in_try() -> None:
+    before = (
+        '"""doc"""\n'
+        "import sys\n"
+        "sys.path.insert(0, '.')\n"
+        "import torch\n"
+        "try:\n"
+        "    import torch.distributed as dist\n"
+        "except ImportError:\n"
+        "    dist = None\n"
+        "\n"
+        "def f(m, p):\n"
+        "    torch.save(m, p)\n"
+    )
+    after = rewrite(before, **ONLY_001)
+    assert after.startswith(
+        '"""doc"""\nimport sys\nsys.path.insert(0, \'.\')\nimport torch\n'
+        "try:\n    import torch.distributed as dist\nexcept ImportError:\n    dist = None\n"
+        "from ckptfix.runtime import is_main_process, report_save_failure\n"
+    )
+
+
+def test_crlf_tabs_comments_and_quotes_survive() -> None:
+    before = (
+        "import torch\r\nimport torch.distributed as dist\r\n\r\n# a comment\r\n"
+        "def f(m, p):\r\n\tx = {'a': 1}  # keep\r\n\r\n\ttorch.save(m, p)\r\n\treturn x\r\n"
+    )
+    after = rewrite(before, **ONLY_001)
+    assert "\n" not in after.replace("\r\n", "")
+    assert "\t\t\ttorch.save(m, p)\r\n" in after
+    assert after.endswith("\r\n\treturn x\r\n")
+    assert "\tx = {'a': 1}  # keep\r\n\r\n" in after
+
+
+def test_non_ascii_before_call_on_same_line() -> None:
+    before = src(
+        'def f(m):\n    torch.save(m, "é.pt"); torch.save(m, "ü.pt")\n    x = "ü"; torch.save(m, x)\n'
+    )
+    found = [f for f in check_source(before) if f.code == "CKP001"]
+    assert [(f.line, f.col) for f in found] == [(4, 5), (4, 28), (5, 14)]  # characters, not bytes
+    rewrite(before)  # statements sharing a line are reported, not rewritten; the result still compiles
+
+
+def test_utf8_bom_is_kept() -> None:
+    before = "\ufeff" + src("def f(m, p):\n    torch.save(m, p)\n")
+    result = fix_source(before, options=Options(select=frozenset({"CKP001"})))
+    assert result.new_source is not None and result.new_source.startswith("\ufeffimport torch\n")
+
+
+def test_hf_save_pretrained_gets_is_main_process_keyword() -> None:
+    before = src(
+        """
+        def f(model, tokenizer, out):
+            model.save_pretrained(
+                out,
+                safe_serialization=True,
+            )
+            tokenizer.save_pretrained(out)
+            model.save_pretrained(out, is_main_process=accelerator.is_main_process)
+        """
+    )
+    after = rewrite(before, **ONLY_001)
+    assert "        safe_serialization=True,\n        is_main_process=is_main_process(),\n    )\n" in after
+    assert "tokenizer.save_pretrained" in guarded_calls(after)
+    assert after.count("is_main_process=") == 2
+
+
+def test_local_rank_guard_is_reported_not_rewritten() -> None:
+    before = src("def f(m, p, args):\n    if args.local_rank in [-1, 0]:\n        torch.save(m, p)\n")
+    assert (5, "CKP001", False) in findings(before)
+    assert rewrite(before, **ONLY_001) == before
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'def f(m, rank):\n    torch.save(m, f"optim_rank{rank}.pt")\n',
+        'def f(m):\n    path = f"shard_{dist.get_rank()}.pt"\n    torch.save(m, path)\n',
+        "def f(m):\n    buf = io.BytesIO()\n    torch.save(m, buf)\n",
+        "def f(m):\n    torch.save(m, io.BytesIO())\n",
+        "def f(m):\n    with tempfile.NamedTemporaryFile() as tmp:\n        torch.save(m, tmp.name)\n",
+    ],
+)
+def test_per_rank_memory_and_temp_writes_are_not_findings(code: str) -> None:
+    assert (
+        codes(src(code, "import io\nimport tempfile\nimport torch\nimport torch.distributed as dist\n")) == []
+    )
+
+
+def test_single_process_module_has_no_findings_unless_assumed() -> None:
+    before = "import torch\ndef f(m, p):\n    torch.save(m, p)\n"
+    assert codes(before) == []
+    assert "CKP001" in codes(before, assume_distributed=True)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "from torch.nn.parallel import DistributedDataParallel as DDP\n",
+        "import accelerate\n",
+        "import deepspeed\n",
+        "import os\nRANK = int(os.environ['RANK'])\n",
+        "import torch\nx = torch.distributed.get_world_size()\n",
+    ],
+)
+def test_distributed_markers(header: str) -> None:
+    assert "CKP001" in codes(header + "import torch\ndef f(m, p):\n    torch.save(m, p)\n")
+
+
+def test_extra_save_functions_and_predicates() -> None:
+    before = src(
+        "def f(m, p):\n"
+        "    mylib.write_ckpt(m, p)\n"
+        "    if mylib.is_chief_worker():\n"
+        "        torch.save(m, p)\n"
+    )
+    options = {
+        "extra_save_functions": ("mylib.write_ckpt",),
+        "extra_main_predicates": ("mylib.is_chief_worker",),
+    }
+    assert [f[:2] for f in findings(before, **options) if f[1] == "CKP001"] == [(4, "CKP001")]
+
+
+def test_file_handle_write_guards_the_with() -> None:
+    before = src('def f(m, p):\n    with open(p, "wb") as fh:\n        torch.save(m, fh)\n')
+    after = rewrite(before, **ONLY_001)
+    assert '    if is_main_process():\n        try:\n            with open(p, "wb") as fh:\n' in after
+    assert "report_save_failure(p, exc)" in after
+
+
+def test_fix_source_reports_original_findings_with_fixed_flags() -> None:
+    before = src("def f(m, p):\n    torch.save(m, p); x = 1\n    torch.save(m, p)\n")
+    result = fix_source(before, options=Options(select=frozenset({"CKP001"})))
+    assert [(f.line, f.fixable) for f in result.findings] == [(4, False), (5, True)]
+
+
+def test_one_line_bodies_become_blocks() -> None:
+    before = (
+        "import os; import torch\n"
+        "import torch.distributed as dist\n"
+        "def f(m, p, epoch):\n"
+        "    if epoch % 5 == 0: torch.save(m, p)  # every 5\n"
+        "    else: print('skip')\n"
+        "    for q in (p,): torch.save(m, q)\n"
+    )
+    after = rewrite(before)
+    assert after == (
+        "import os; import torch\n"
+        "import torch.distributed as dist\n"
+        "from ckptfix.runtime import atomic_save, checkpoint_barrier, is_main_process, report_save_failure\n"
+        "def f(m, p, epoch):\n"
+        "    if epoch % 5 == 0:\n"
+        "        if is_main_process():\n"
+        "            try:\n"
+        "                atomic_save(m, p)  # every 5\n"
+        "            except Exception as exc:\n"
+        "                report_save_failure(p, exc)\n"
+        "    else: print('skip')\n"
+        "    checkpoint_barrier(timeout=120)\n"
+        "    for q in (p,):\n"
+        "        if is_main_process():\n"
+        "            try:\n"
+        "                atomic_save(m, q)\n"
+        "            except Exception as exc:\n"
+        "                report_save_failure(q, exc)\n"
+        "        checkpoint_barrier(timeout=120)\n"
+    )
+
+
+def test_import_anchor_on_a_line_with_several_imports() -> None:
+    before = "import torch.distributed as dist; import torch\ndef f(m, p):\n    torch.save(m, p)\n"
+    after = rewrite(before, select=frozenset({"CKP001"}))
+    assert after.startswith("import torch.distributed as dist; import torch\nfrom ckptfix.runtime import")
+
+
+def test_two_space_indent_is_kept_in_inserted_code() -> None:
+    before = src("def f(m, p):\n  for i in range(2):\n    torch.save(m, p)\n")
+    after = rewrite(before)
+    assert (
+        "    if is_main_process():\n"
+        "      try:\n"
+        "        atomic_save(m, p)\n"
+        "      except Exception as exc:\n"
+        "        report_save_failure(p, exc)\n"
+        "    checkpoint_barrier(timeout=120)\n"
+    ) in after
