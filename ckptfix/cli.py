@@ -49,7 +49,9 @@ class _Group(click.Group):
             ctx.exit(EXIT_ERROR)
 
 
-def _comma_list(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> tuple[str, ...] | None:
+def _comma_list(
+    _ctx: click.Context, _param: click.Parameter, values: Sequence[str]
+) -> tuple[str, ...] | None:
     """`--select CKP001,CKP002 --select CKP005`: both spellings, as ruff takes them."""
     if not values:
         return None
@@ -59,31 +61,82 @@ def _comma_list(_ctx: click.Context, _param: click.Parameter, values: Sequence[s
 def _shared_options(func: F) -> F:
     decorators = [
         click.argument("paths", nargs=-1, type=click.Path(path_type=str)),
-        click.option("--select", multiple=True, callback=_comma_list,
-                     help="Rules to enable: codes, prefixes (CKP00) or ALL. Replaces the config's selection."),
+        click.option(
+            "--select",
+            multiple=True,
+            callback=_comma_list,
+            help="Rules to enable: codes, prefixes (CKP00) or ALL; replaces the config's choice.",
+        ),
         click.option("--ignore", multiple=True, callback=_comma_list, help="Rules to disable."),
-        click.option("--extend-select", multiple=True, callback=_comma_list,
-                     help="Rules to enable on top of the selection."),
-        click.option("--exclude", multiple=True, callback=_comma_list,
-                     help="Gitignore-style patterns to skip, replacing the default list."),
-        click.option("--extend-exclude", multiple=True, callback=_comma_list,
-                     help="Patterns to skip on top of the default list."),
-        click.option("--force-exclude/--no-force-exclude", default=False,
-                     help="Apply excludes to paths named on the command line too (for pre-commit)."),
-        click.option("--respect-gitignore/--no-respect-gitignore", default=True, show_default=True,
-                     help="Skip files that .gitignore files ignore."),
-        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-                     help="Worker processes [default: all cores]."),
-        click.option("--style", type=click.Choice(["runtime", "inline"]), default=None,
-                     help="Rewrite style: import ckptfix.runtime, or plain torch.distributed code."),
-        click.option("--barrier-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-                     metavar="SECONDS", help="Timeout of inserted checkpoint barriers [default: 120]."),
-        click.option("--final-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-                     metavar="SECONDS", help="Timeout of the inserted final sync [default: 180]."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=str), default=None,
-                     help="Use this pyproject.toml ([tool.ckptfix]) or ckptfix.toml instead of searching."),
-        click.option("--stdin-filename", default=None, metavar="PATH",
-                     help="The name to report (and exclude by) for source read from `-`."),
+        click.option(
+            "--extend-select",
+            multiple=True,
+            callback=_comma_list,
+            help="Rules to enable on top of the selection.",
+        ),
+        click.option(
+            "--exclude",
+            multiple=True,
+            callback=_comma_list,
+            help="Gitignore-style patterns to skip, replacing the default list.",
+        ),
+        click.option(
+            "--extend-exclude",
+            multiple=True,
+            callback=_comma_list,
+            help="Patterns to skip on top of the default list.",
+        ),
+        click.option(
+            "--force-exclude/--no-force-exclude",
+            default=False,
+            help="Apply excludes to paths named on the command line too (for pre-commit).",
+        ),
+        click.option(
+            "--respect-gitignore/--no-respect-gitignore",
+            default=True,
+            show_default=True,
+            help="Skip files that .gitignore files ignore.",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Worker processes [default: all cores].",
+        ),
+        click.option(
+            "--style",
+            type=click.Choice(["runtime", "inline"]),
+            default=None,
+            help="Rewrite style: import ckptfix.runtime, or plain torch.distributed code.",
+        ),
+        click.option(
+            "--barrier-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Timeout of inserted checkpoint barriers [default: 120].",
+        ),
+        click.option(
+            "--final-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Timeout of the inserted final sync [default: 180].",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=str),
+            default=None,
+            help="Use this pyproject.toml ([tool.ckptfix]) or ckptfix.toml instead of searching.",
+        ),
+        click.option(
+            "--stdin-filename",
+            default=None,
+            metavar="PATH",
+            help="The name to report (and exclude by) for source read from `-`.",
+        ),
         click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True),
         click.option("-q", "--quiet", is_flag=True, help="Print data only: no summary, no progress."),
         click.option("-v", "--verbose", is_flag=True, help="Report every file and the time taken."),
@@ -179,8 +232,9 @@ def _process(run: _Run, mode: str) -> _Outcome:
         return _process_stdin(run, mode)
 
     started = time.perf_counter()
-    found = discover(run.paths, run.settings.exclude, run.settings.root, run.force_exclude,
-                     run.respect_gitignore)
+    found = discover(
+        run.paths, run.settings.exclude, run.settings.root, run.force_exclude, run.respect_gitignore
+    )
     for problem in found.errors:
         run.error(problem.path, problem.message)
     jobs = run.jobs or engine.default_jobs()
@@ -201,8 +255,10 @@ def _process(run: _Run, mode: str) -> _Outcome:
                 click.echo(result.traceback, err=True)
     if run.verbose:
         elapsed = time.perf_counter() - started
-        click.echo(f"{len(found.files)} files in {elapsed:.2f} s on {min(jobs, len(found.files))} "
-                   "process(es)", err=True)
+        click.echo(
+            f"{len(found.files)} files in {elapsed:.2f} s on {min(jobs, len(found.files))} process(es)",
+            err=True,
+        )
     failures = len(found.errors) + sum(r.error is not None for r in results)
     return _Outcome(results, failures)
 
@@ -215,8 +271,10 @@ def _process_stdin(run: _Run, mode: str) -> _Outcome:
 
     name = run.stdin_filename or "-"
     data = sys.stdin.buffer.read()
-    if run.force_exclude and run.stdin_filename and is_excluded(
-        run.stdin_filename, run.settings.exclude, run.settings.root, run.respect_gitignore
+    if (
+        run.force_exclude
+        and run.stdin_filename
+        and is_excluded(run.stdin_filename, run.settings.exclude, run.settings.root, run.respect_gitignore)
     ):
         return _Outcome([], 0, data, stdin_excluded=True)
     if not might_need_work(data):
@@ -249,8 +307,11 @@ def main() -> None:
 
 @main.command()
 @_shared_options
-@click.option("--summary", is_flag=True,
-              help="Print the checkpointing checklist for the whole tree instead of each finding.")
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Print the checkpointing checklist for the whole tree instead of each finding.",
+)
 def check(summary: bool, **params: Any) -> None:
     """Report problems; exit 1 when there are findings, 2 when a file could not be processed."""
     run = _setup(params)
@@ -266,8 +327,10 @@ def check(summary: bool, **params: Any) -> None:
     files_with = len({f.path for f in findings})
     fixable = sum(f.fixable for f in findings)
     if findings:
-        run.say(f"Found {_plural(len(findings), 'finding')} in {_plural(files_with, 'file')} "
-                f"({fixable} fixable with `ckptfix apply`).")
+        run.say(
+            f"Found {_plural(len(findings), 'finding')} in {_plural(files_with, 'file')} "
+            f"({fixable} fixable with `ckptfix apply`)."
+        )
     else:
         run.say(f"No findings in {_plural(len(results) - failures, 'file')}.")
     if failures:
@@ -294,8 +357,11 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         _emit("".join(r.diff for r in results), run)
         changed = [r for r in results if r.diff]
         fixes = sum(r.fixed for r in changed)
-        run.say(f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})."
-                if changed else "Nothing to rewrite.")
+        run.say(
+            f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})."
+            if changed
+            else "Nothing to rewrite."
+        )
         if failures:
             run.say(f"{_plural(failures, 'path')} could not be processed (see the errors above).")
         sys.exit(EXIT_ERROR if failures else EXIT_FINDINGS if changed else EXIT_OK)
@@ -313,8 +379,11 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         _emit(report.render(remaining, run.output_format, run.color), run)
     changed = [r for r in results if r.new_text is not None and r.error is None]
     fixes = sum(r.fixed for r in changed)
-    run.say(f"Rewrote {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})." if changed
-            else "Nothing to rewrite.")
+    run.say(
+        f"Rewrote {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})."
+        if changed
+        else "Nothing to rewrite."
+    )
     if remaining:
         run.say(f"{_plural(len(remaining), 'finding')} left to fix by hand.")
     if failures:

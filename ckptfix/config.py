@@ -17,10 +17,33 @@ from ckptfix.options import Options, Style
 
 # Directories no one wants checked; the same list ruff and black skip by default.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
-    ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache",
-    ".nox", ".pants.d", ".pyenv", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv",
-    ".vscode", "__pycache__", "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules",
-    "site-packages", "venv",
+    ".bzr",
+    ".direnv",
+    ".eggs",
+    ".git",
+    ".git-rewrite",
+    ".hg",
+    ".ipynb_checkpoints",
+    ".mypy_cache",
+    ".nox",
+    ".pants.d",
+    ".pyenv",
+    ".pytest_cache",
+    ".pytype",
+    ".ruff_cache",
+    ".svn",
+    ".tox",
+    ".venv",
+    ".vscode",
+    "__pycache__",
+    "__pypackages__",
+    "_build",
+    "buck-out",
+    "build",
+    "dist",
+    "node_modules",
+    "site-packages",
+    "venv",
 )
 
 _DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -119,14 +142,16 @@ def _style(where: str, key: str, value: object) -> Style:
         return "runtime"
     if value == "inline":
         return "inline"
-    raise ConfigError(f"{where}: `{key}` must be \"runtime\" or \"inline\", got {value!r}")
+    raise ConfigError(f'{where}: `{key}` must be "runtime" or "inline", got {value!r}')
 
 
 def _dotted_names(where: str, key: str, value: object) -> tuple[str, ...]:
     names = _string_list(where, key, value)
     for name in names:
         if not _DOTTED_NAME.match(name):
-            raise ConfigError(f"{where}: `{key}` entries must be dotted names like \"pkg.mod.func\", got {name!r}")
+            raise ConfigError(
+                f"{where}: `{key}` entries must be dotted names like pkg.mod.func, got {name!r}"
+            )
     return names
 
 
@@ -225,7 +250,7 @@ def resolve(config: FileConfig, flags: CliFlags) -> Settings:
         barrier_timeout=flags.barrier_timeout or config.barrier_timeout or defaults.barrier_timeout,
         final_timeout=flags.final_timeout or config.final_timeout or defaults.final_timeout,
         assume_distributed=(
-            config.assume_distributed if config.assume_distributed is not None else defaults.assume_distributed
+            defaults.assume_distributed if config.assume_distributed is None else config.assume_distributed
         ),
         extra_save_functions=config.extra_save_functions,
         extra_main_predicates=config.extra_main_predicates,

@@ -13,8 +13,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 
@@ -46,6 +48,8 @@ class _Ignorer:
     """Exclude patterns plus every .gitignore met on the way down, each anchored at its own directory."""
 
     def __init__(self, exclude: Iterable[str], root: Path, respect_gitignore: bool) -> None:
+        import pathspec  # not needed (and not imported) for a run on explicitly named files
+
         self.exclude = pathspec.GitIgnoreSpec.from_lines(list(exclude))
         self.root = root.resolve()
         self.respect_gitignore = respect_gitignore
@@ -53,6 +57,8 @@ class _Ignorer:
 
     def _gitignore(self, directory: Path) -> pathspec.GitIgnoreSpec | None:
         if directory not in self._gitignores:
+            import pathspec
+
             spec = None
             try:
                 lines = (directory / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
@@ -171,7 +177,14 @@ def discover(
     respect_gitignore: bool = True,
 ) -> Discovered:
     """Expand `paths` into the Python files to process, each once, in a stable order."""
-    ignorer = _Ignorer(exclude, root, respect_gitignore)
+    exclude = tuple(exclude)
+    ignorers: list[_Ignorer] = []
+
+    def ignorer() -> _Ignorer:
+        if not ignorers:
+            ignorers.append(_Ignorer(exclude, root, respect_gitignore))
+        return ignorers[0]
+
     out = Discovered([], [])
     seen: set[str] = set()
 
@@ -189,10 +202,10 @@ def discover(
                 out.errors.append(PathError(given, "no such file or directory"))
             continue
         is_dir = os.path.isdir(given)
-        if force_exclude and ignorer.force_excluded(Path(given).absolute(), is_dir):
+        if force_exclude and ignorer().force_excluded(Path(given).absolute(), is_dir):
             continue
         if is_dir:
-            for found in _walk(Path(given), given, ignorer, out):
+            for found in _walk(Path(given), given, ignorer(), out):
                 add(found)
         elif os.path.isfile(given):
             add(given)

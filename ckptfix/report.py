@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ckptfix import __version__
@@ -143,26 +143,39 @@ CHECKLIST: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def checklist(findings: Sequence[Finding], selected: frozenset[str], fmt: str, color: bool = False) -> str:
-    """`check --summary`: the guide's checklist for the whole tree, with the places still missing each."""
+@dataclass(frozen=True)
+class CheckRow:
+    check: str
+    codes: tuple[str, ...]
+    checked: bool  # False when every rule behind it is deselected
+    missing: int  # places (findings) still missing it
+
+
+def checklist_rows(findings: Sequence[Finding], selected: frozenset[str]) -> list[CheckRow]:
     rows = []
     for title, codes in CHECKLIST:
-        enabled = [c for c in codes if c in selected]
+        enabled = {c for c in codes if c in selected}
         missing = sum(1 for f in findings if f.code in enabled)
-        rows.append({"check": title, "codes": list(codes), "checked": bool(enabled), "missing": missing})
+        rows.append(CheckRow(title, codes, bool(enabled), missing))
+    return rows
+
+
+def checklist(findings: Sequence[Finding], selected: frozenset[str], fmt: str, color: bool = False) -> str:
+    """`check --summary`: the guide's checklist for the whole tree, with the places still missing each."""
+    rows = checklist_rows(findings, selected)
     if fmt == "json":
-        return json.dumps(rows, indent=2) + "\n"
+        return json.dumps([asdict(row) for row in rows], indent=2) + "\n"
     import click
 
     out = []
     for row in rows:
-        if not row["checked"]:
+        if not row.checked:
             mark, detail = "-", "not checked (rules deselected)"
-        elif row["missing"]:
-            mark, detail = "✗", f"{row['missing']} place{'s' if row['missing'] != 1 else ''} missing it"
+        elif row.missing:
+            mark, detail = "✗", f"{row.missing} place{'s' if row.missing != 1 else ''} missing it"
         else:
             mark, detail = "✓", "ok"
         if color and mark != "-":
             mark = click.style(mark, fg="red" if mark == "✗" else "green", bold=True)
-        out.append(f"{mark} {row['check']} ({', '.join(row['codes'])}): {detail}\n")
+        out.append(f"{mark} {row.check} ({', '.join(row.codes)}): {detail}\n")
     return "".join(out)

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import difflib
-import io
 import os
 import re
 import stat
-import tempfile
-import tokenize
 from dataclasses import dataclass
 
 
@@ -49,6 +45,9 @@ def decode(path: str, data: bytes) -> SourceFile:
     if not data.startswith(codecs.BOM_UTF8) and b"coding" not in first_two_lines:
         encoding = "utf-8"  # the common case, without tokenize's overhead
     else:
+        import io
+        import tokenize
+
         try:
             encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         except SyntaxError as exc:
@@ -99,6 +98,8 @@ def write_back(source: SourceFile, new_text: str) -> None:
         raise FileError(f"cannot write: {exc.strerror}") from None
     if _is_read_only(st):
         raise FileError("file is read-only; not rewritten")
+    import tempfile  # with shutil, bz2 and lzma: only paid for by runs that write
+
     directory, name = os.path.split(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".ckptfix-tmp", dir=directory)
@@ -127,6 +128,8 @@ def write_back(source: SourceFile, new_text: str) -> None:
 
 def unified_diff(path: str, old: str, new: str) -> str:
     """A diff `git apply` and `patch -p1` accept, so a reviewed diff can be applied as it is."""
+    import difflib
+
     posix = path.replace(os.sep, "/")
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{posix}", f"b/{posix}"
