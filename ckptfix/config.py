@@ -197,7 +197,7 @@ def load_config(path: Path | None) -> FileConfig:
         table, where = document, str(path)
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    return FileConfig(source=path.resolve(), **parse_table(table, where))
+    return FileConfig(source=path.absolute(), **parse_table(table, where))
 
 
 def _known_codes() -> tuple[str, ...]:

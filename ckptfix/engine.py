@@ -14,11 +14,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ckptfix.findings import Finding
 from ckptfix.options import Options
 from ckptfix.sourcefile import FileError, SourceFile, decode, read_bytes, unified_diff, write_back
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 Mode = Literal["check", "fix", "diff"]
 
@@ -89,7 +92,7 @@ def process_file(path: str, options: Options, mode: Mode) -> FileResult:
         )
 
 
-def _pool_context():  # type: ignore[no-untyped-def]
+def _pool_context() -> BaseContext:
     import multiprocessing
 
     # fork starts workers in milliseconds and inherits the already imported modules; elsewhere
@@ -104,23 +107,42 @@ def run(
     jobs: int,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Process `paths` on up to `jobs` processes; results come back in the order of `paths`."""
-    task = partial(process_file, options=options, mode=mode)
-    workers = max(1, min(jobs, len(paths)))
+    """Process `paths` on up to `jobs` processes; results come back in the order of `paths`.
+
+    The byte prefilter runs here, in one process: it rules out nearly every file of a real tree in
+    microseconds each, less than handing the file to a worker would cost. Only the candidates,
+    which need a parse, go to the pool, largest first so that no worker is left with a big file at
+    the end while the others sit idle.
+    """
+    from ckptfix.api import might_need_work
+
     results: dict[str, FileResult] = {}
-    if workers == 1:
-        iterator = map(task, paths)
-        for result in iterator:
-            results[result.path] = result
-            if on_result:
-                on_result(result)
+
+    def done(result: FileResult) -> None:
+        results[result.path] = result
+        if on_result:
+            on_result(result)
+
+    candidates: list[tuple[int, str]] = []
+    for path in paths:
+        try:
+            data = read_bytes(path)
+        except FileError as exc:
+            done(FileResult(path, error=str(exc)))
+            continue
+        if might_need_work(data):
+            candidates.append((len(data), path))
+        else:
+            done(FileResult(path))
+    candidates.sort(key=lambda c: -c[0])
+    todo = [path for _, path in candidates]
+    task = partial(process_file, options=options, mode=mode)
+    workers = min(jobs, len(todo))
+    if workers <= 1:
+        for path in todo:
+            done(task(path))
     else:
-        # Small chunks: a few files need a full parse and cost a thousand times the others, and
-        # big chunks would leave one worker with all of them while the rest sit idle.
-        chunksize = max(1, min(16, len(paths) // (workers * 16)))
         with _pool_context().Pool(workers) as pool:
-            for result in pool.imap_unordered(task, paths, chunksize):
-                results[result.path] = result
-                if on_result:
-                    on_result(result)
+            for result in pool.imap_unordered(task, todo):
+                done(result)
     return [results[p] for p in paths]
