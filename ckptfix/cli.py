@@ -12,15 +12,19 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ckptfix import __version__
 from ckptfix.config import CliFlags, ConfigError, Settings, config_start, find_config, load_config, resolve
 from ckptfix.report import FORMATS
+
+if TYPE_CHECKING:
+    from ckptfix.engine import FileResult, Mode
+    from ckptfix.sourcefile import SourceFile
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -161,12 +165,15 @@ class _Run:
     quiet: bool
     verbose: bool
     color: bool
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message), in the order met
 
     def say(self, message: str) -> None:
         if not self.quiet:
             click.echo(message, err=True)
 
     def error(self, path: str, message: str) -> None:
+        """Report a path that could not be processed, on stderr, at once; the run goes on."""
+        self.errors.append((path, message))
         label = click.style("error", fg="red", bold=True) if self.color else "error"
         click.echo(f"{label}: {path}: {message}", err=True, color=self.color)
 
@@ -213,16 +220,15 @@ def _setup(params: dict[str, Any]) -> _Run:
 
 @dataclass
 class _Outcome:
-    """What processing produced: per-file results, how many paths failed, and stdin's own details."""
+    """What processing produced: per-file results, and stdin's own details."""
 
-    results: list[Any]  # engine.FileResult
-    failures: int
+    results: list[FileResult]
     stdin_data: bytes | None = None  # the source read from `-`
-    stdin_source: Any = None  # its decoded SourceFile, when it was decoded
+    stdin_source: SourceFile | None = None  # its decoded form, when it was decoded
     stdin_excluded: bool = False
 
 
-def _process(run: _Run, mode: str) -> _Outcome:
+def _process(run: _Run, mode: Mode) -> _Outcome:
     """Discover and process files (or stdin); per-file errors are printed as they are met."""
     from ckptfix import engine
     from ckptfix.discovery import discover
@@ -246,7 +252,7 @@ def _process(run: _Run, mode: str) -> _Outcome:
             state = f"{len(result.findings)} finding(s)" if result.parsed else "skipped by the prefilter"
             click.echo(f"{result.path}: {state}", err=True)
 
-    results = engine.run(found.files, run.settings.options, mode, jobs, on_result)  # type: ignore[arg-type]
+    results = engine.run(found.files, run.settings.options, mode, jobs, on_result)
     progress.close()
     for result in results:
         if result.error:
@@ -259,11 +265,10 @@ def _process(run: _Run, mode: str) -> _Outcome:
             f"{len(found.files)} files in {elapsed:.2f} s on {min(jobs, len(found.files))} process(es)",
             err=True,
         )
-    failures = len(found.errors) + sum(r.error is not None for r in results)
-    return _Outcome(results, failures)
+    return _Outcome(results)
 
 
-def _process_stdin(run: _Run, mode: str) -> _Outcome:
+def _process_stdin(run: _Run, mode: Mode) -> _Outcome:
     from ckptfix import engine
     from ckptfix.api import might_need_work
     from ckptfix.discovery import is_excluded
@@ -276,18 +281,18 @@ def _process_stdin(run: _Run, mode: str) -> _Outcome:
         and run.stdin_filename
         and is_excluded(run.stdin_filename, run.settings.exclude, run.settings.root, run.respect_gitignore)
     ):
-        return _Outcome([], 0, data, stdin_excluded=True)
+        return _Outcome([], data, stdin_excluded=True)
     if not might_need_work(data):
-        return _Outcome([engine.FileResult(name)], 0, data)
+        return _Outcome([engine.FileResult(name)], data)
     try:
         source = decode(name, data)
     except FileError as exc:
         run.error(name, str(exc))
-        return _Outcome([engine.FileResult(name, error=str(exc))], 1, data)
-    result = engine.process_source(source, run.settings.options, mode)  # type: ignore[arg-type]
+        return _Outcome([engine.FileResult(name, error=str(exc))], data)
+    result = engine.process_source(source, run.settings.options, mode)
     if result.error:
         run.error(name, result.error)
-    return _Outcome([result], int(result.error is not None), data, source)
+    return _Outcome([result], data, source)
 
 
 def _emit(text: str, run: _Run) -> None:
@@ -316,14 +321,14 @@ def check(summary: bool, **params: Any) -> None:
     """Report problems; exit 1 when there are findings, 2 when a file could not be processed."""
     run = _setup(params)
     outcome = _process(run, "check")
-    results, failures = outcome.results, outcome.failures
+    results, failures = outcome.results, len(run.errors)
     findings = sorted(f for r in results for f in r.findings)
     from ckptfix import report
 
     if summary:
         _emit(report.checklist(findings, run.settings.options.select, run.output_format, run.color), run)
     else:
-        _emit(report.render(findings, run.output_format, run.color), run)
+        _emit(report.render(findings, run.output_format, run.color, run.errors), run)
     files_with = len({f.path for f in findings})
     fixable = sum(f.fixable for f in findings)
     if findings:
@@ -332,7 +337,7 @@ def check(summary: bool, **params: Any) -> None:
             f"({fixable} fixable with `ckptfix apply`)."
         )
     else:
-        run.say(f"No findings in {_plural(len(results) - failures, 'file')}.")
+        run.say(f"No findings in {_plural(sum(r.error is None for r in results), 'file')}.")
     if failures:
         run.say(f"{_plural(failures, 'path')} could not be checked (see the errors above).")
     sys.exit(EXIT_ERROR if failures else EXIT_FINDINGS if findings else EXIT_OK)
@@ -350,7 +355,7 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         if not diff:
             sys.stdout.buffer.write(outcome.stdin_data or b"")
         sys.exit(EXIT_OK)
-    results, failures = outcome.results, outcome.failures
+    results, failures = outcome.results, len(run.errors)
     from ckptfix import report
 
     if diff:
@@ -374,9 +379,9 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
 
             data = encode(outcome.stdin_source, results[0].new_text)
         sys.stdout.buffer.write(data)
-        click.echo(report.render(remaining, run.output_format, False), err=True, nl=False)
+        click.echo(report.render(remaining, run.output_format, False, run.errors), err=True, nl=False)
     else:
-        _emit(report.render(remaining, run.output_format, run.color), run)
+        _emit(report.render(remaining, run.output_format, run.color, run.errors), run)
     changed = [r for r in results if r.new_text is not None and r.error is None]
     fixes = sum(r.fixed for r in changed)
     run.say(

@@ -48,13 +48,22 @@ def _escape_property(value: str) -> str:
     return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
-def github(findings: Iterable[Finding]) -> str:
-    """GitHub Actions workflow commands: each finding becomes an annotation on the pull request."""
-    return "".join(
+def github(findings: Iterable[Finding], errors: Sequence[tuple[str, str]] = ()) -> str:
+    """GitHub Actions workflow commands: each finding becomes an annotation on the pull request.
+
+    Files that could not be processed are annotated too: a CI log line is easy to miss, and a
+    file that was not checked must not look like a file that passed.
+    """
+    lines = [
         f"::error file={_escape_property(f.path)},line={f.line},col={f.col},"
         f"title={_escape_property(f.code)}::{_escape_data(f.message)}\n"
         for f in findings
-    )
+    ]
+    lines += [
+        f"::error file={_escape_property(path)},title=ckptfix::{_escape_data(message)}\n"
+        for path, message in errors
+    ]
+    return "".join(lines)
 
 
 def _sarif_uri(path: str) -> dict[str, str]:
@@ -66,7 +75,7 @@ def _sarif_uri(path: str) -> dict[str, str]:
     return {"uri": path.replace(os.sep, "/"), "uriBaseId": "%SRCROOT%"}
 
 
-def sarif(findings: Sequence[Finding]) -> str:
+def sarif(findings: Sequence[Finding], errors: Sequence[tuple[str, str]] = ()) -> str:
     """SARIF 2.1.0 as GitHub code scanning takes it: one run, rule metadata, one result per finding."""
     from ckptfix.rules import RULES
 
@@ -116,19 +125,36 @@ def sarif(findings: Sequence[Finding]) -> str:
                     }
                 },
                 "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": not errors,
+                        "toolExecutionNotifications": [
+                            {
+                                "level": "error",
+                                "message": {"text": message},
+                                "locations": [{"physicalLocation": {"artifactLocation": _sarif_uri(path)}}],
+                            }
+                            for path, message in errors
+                        ],
+                    }
+                ],
             }
         ],
     }
     return json.dumps(document, indent=2) + "\n"
 
 
-def render(findings: Sequence[Finding], fmt: str, color: bool = False) -> str:
+def render(
+    findings: Sequence[Finding], fmt: str, color: bool = False, errors: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Findings in format `fmt`. Per-file `errors` (path, message) are part of the CI formats only:
+    text and json users get them on stderr, where people look."""
     if fmt == "json":
         return json_report(findings)
     if fmt == "github":
-        return github(findings)
+        return github(findings, errors)
     if fmt == "sarif":
-        return sarif(findings)
+        return sarif(findings, errors)
     return text(findings, color)
 
 

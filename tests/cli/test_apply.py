@@ -139,3 +139,9 @@ def test_symlinked_file_is_written_through(tmp_path: Path) -> None:
     run_cli("apply", "link.py", cwd=tmp_path)
     assert (tmp_path / "link.py").is_symlink()
     assert real.read_text() != BAD
+
+
+def test_apply_stdin_diff(tree: Path) -> None:
+    result = run_cli("apply", "--diff", "-", "--stdin-filename", "pkg/train.py", cwd=tree, input=BAD.encode())
+    assert result.returncode == 1
+    assert result.stdout.startswith(b"--- a/pkg/train.py\n+++ b/pkg/train.py\n")

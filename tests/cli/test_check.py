@@ -214,3 +214,30 @@ def test_clean_run_imports_neither_torch_nor_libcst(tree: Path) -> None:
     modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
     assert "click" in modules
     assert not {m for m in modules if m.split(".")[0] in ("torch", "libcst", "numpy")}
+
+
+def test_unprocessable_files_are_annotations_in_ci_formats(tree: Path) -> None:
+    (tree / "broken.py").write_text(BAD + "torch.save(model\n")
+    github = run_cli("check", "--output-format", "github", cwd=tree)
+    assert github.returncode == 2
+    assert any(
+        line.startswith("::error file=broken.py,title=ckptfix::") for line in github.stdout.splitlines()
+    )
+    sarif = run_cli("check", "--output-format", "sarif", cwd=tree)
+    document = json.loads(sarif.stdout)
+    schema = json.loads((REPO / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
+    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    invocation = document["runs"][0]["invocations"][0]
+    assert invocation["executionSuccessful"] is False
+    notification = invocation["toolExecutionNotifications"][0]
+    assert notification["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "broken.py"
+
+
+def test_suppression_comments(tmp_path: Path) -> None:
+    save = 'torch.save(model.state_dict(), "ckpt.pt")'
+    for comment in ("# ckptfix: ignore[CKP001]", "# ckptfix: ignore", "# noqa: CKP001"):
+        (tmp_path / "train.py").write_text(BAD.replace(save, f"{save}  {comment}"))
+        result = run_cli("check", "train.py", cwd=tmp_path)
+        assert "train.py:6:1: CKP001" not in result.stdout, comment
+    (tmp_path / "train.py").write_text(BAD.replace(save, f"{save}  # ckptfix: ignore[CKP005]"))
+    assert "train.py:6:1: CKP001" in run_cli("check", "train.py", cwd=tmp_path).stdout

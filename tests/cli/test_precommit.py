@@ -1,7 +1,8 @@
 """The hooks in .pre-commit-hooks.yaml, run by the real pre-commit program against a scratch repo.
 
 pre-commit pip-installs the hook repo into an environment of its own, which takes a while: the
-environment is built once (one PRE_COMMIT_HOME for the module) and shared by the three runs.
+environment is built once (one PRE_COMMIT_HOME for the module) and shared by the four runs, each
+about two seconds after the first.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def test_bare_save_fails_the_hook(scratch: tuple[Path, Path, dict[str, str]]) ->
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Failed" in result.stdout and "train.py:6:1: CKP001" in result.stdout
     assert "util.py:" not in result.stdout
+
+
+def test_apply_hook_rewrites_and_fails_the_commit(scratch: tuple[Path, Path, dict[str, str]]) -> None:
+    _, project, _ = scratch
+    result = _try_repo(scratch, "ckptfix-apply", "train.py", "util.py")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "files were modified by this hook" in result.stdout
+    assert (project / "train.py").read_text() != BAD and (project / "util.py").read_text() == CLEAN
+    (project / "train.py").write_text(BAD)  # leave the scratch project as the other tests expect
 
 
 def test_no_python_files_passes(scratch: tuple[Path, Path, dict[str, str]]) -> None:
