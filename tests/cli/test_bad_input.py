@@ -152,3 +152,51 @@ def test_write_back_replaces_atomically_and_keeps_unrelated_bytes(tmp_path: Path
     write_back(source, source.text + "x = 1\n")
     assert path.read_bytes().endswith(b"x = 1\r\n")
     assert path.stat().st_ino != inode  # a new file was renamed over the old one
+
+
+def test_full_disk_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """A real full file system (a tiny tmpfs): the rewrite fails cleanly, the original survives."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        (small / "train.py").write_text(BAD)
+        with pytest.raises(OSError), open(small / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        result = run_cli("apply", "train.py", cwd=small)
+        assert result.returncode == 2, result.stderr
+        errors = _errors(result.stderr, "train.py")
+        assert len(errors) == 1 and "No space left" in errors[0], result.stderr
+        assert (small / "train.py").read_text() == BAD
+        assert sorted(p.name for p in small.iterdir()) == ["filler", "train.py"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_internal_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Started from a directory that no longer exists: no traceback, a clear line, exit 2."""
+    import subprocess
+    import sys
+
+    from tests.cli.conftest import REPO
+
+    (tmp_path / "train.py").write_text(BAD)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (
+        f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m ckptfix check "{tmp_path}/train.py"'
+    )
+    result = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, env={"PYTHONPATH": str(REPO)}, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("ckptfix: internal error:"), result.stderr
