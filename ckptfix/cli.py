@@ -248,8 +248,12 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
 
     def on_result(result: engine.FileResult) -> None:
         progress.advance()
-        if run.verbose:
-            state = f"{len(result.findings)} finding(s)" if result.parsed else "skipped by the prefilter"
+        if result.new_text is not None and mode == "fix" and not result.error and not run.quiet:
+            progress.echo(f"Rewrote {result.path} ({_plural(result.fixed, 'fix', 'fixes')})")
+        elif run.verbose and not result.error:
+            state = (
+                f"{_plural(len(result.findings), 'finding')}" if result.parsed else "skipped by the prefilter"
+            )
             click.echo(f"{result.path}: {state}", err=True)
 
     results = engine.run(found.files, run.settings.options, mode, jobs, on_result)
@@ -300,8 +304,8 @@ def _emit(text: str, run: _Run) -> None:
         click.echo(text, nl=False, color=run.color)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -363,7 +367,7 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         changed = [r for r in results if r.diff]
         fixes = sum(r.fixed for r in changed)
         run.say(
-            f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})."
+            f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix', 'fixes')})."
             if changed
             else "Nothing to rewrite."
         )
@@ -385,7 +389,7 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
     changed = [r for r in results if r.new_text is not None and r.error is None]
     fixes = sum(r.fixed for r in changed)
     run.say(
-        f"Rewrote {_plural(len(changed), 'file')} ({_plural(fixes, 'fix')})."
+        f"Rewrote {_plural(len(changed), 'file')} ({_plural(fixes, 'fix', 'fixes')})."
         if changed
         else "Nothing to rewrite."
     )

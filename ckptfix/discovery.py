@@ -222,7 +222,7 @@ def _walk(root: str, shown_root: str, ignorer: _Ignorer, out: Discovered) -> Ite
                 is_file = False
             if is_file:
                 yield shown_entry
-            elif entry.is_symlink():
+            elif entry.is_symlink() and not os.path.isdir(entry.path):
                 out.errors.append(_unusable_link(shown_entry))
         stack.extend(reversed(subdirs))
 

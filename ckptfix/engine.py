@@ -53,22 +53,28 @@ def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResu
 
     path = source.path
     try:
-        if mode == "check":
-            found = api.check_source(source.text, path, options)
+        found = api.check_source(source.text, path, options)
+        if mode == "check" or not any(f.fixable for f in found):
+            # The check is the cheap pass; only files with something to fix pay for the rewrite,
+            # so `apply` on a large tree costs what the files that need it cost.
             return FileResult(path, tuple(sorted(found)), parsed=True)
         result = api.fix_source(source.text, path, options)
         new_text = result.new_source
         if new_text is None or new_text == source.text:
             return FileResult(path, tuple(sorted(result.findings)), parsed=True)
-        if mode == "diff":
-            diff = unified_diff(path, source.text, new_text)
-            return FileResult(path, (), fixed=len(result.findings), diff=diff, new_text=new_text, parsed=True)
-        # Re-check the rewritten source: what is left is what the user still has to fix by hand.
-        remaining = tuple(sorted(api.check_source(new_text, path, options)))
-        fixed = max(len(result.findings) - len(remaining), 0)
-        return FileResult(path, remaining, fixed=fixed, new_text=new_text, parsed=True)
     except api.SourceError as exc:
         return FileResult(path, error=f"cannot parse: {exc}", parsed=True)
+    # Re-check the rewrite: what is left is what the user still has to fix by hand, and a rewrite
+    # that does not even parse (a bug of ours) must never reach the disk or a reviewer.
+    try:
+        remaining = tuple(sorted(api.check_source(new_text, path, options)))
+    except api.SourceError as exc:
+        return FileResult(path, error=f"internal error: the rewrite does not parse ({exc}); left unchanged")
+    fixed = max(len(result.findings) - len(remaining), 0)
+    if mode == "diff":
+        diff = unified_diff(path, source.text, new_text)
+        return FileResult(path, remaining, fixed=fixed, diff=diff, new_text=new_text, parsed=True)
+    return FileResult(path, remaining, fixed=fixed, new_text=new_text, parsed=True)
 
 
 def process_file(path: str, options: Options, mode: Mode) -> FileResult:

@@ -23,6 +23,13 @@ class Progress:
         self.done = 0
         self._last_draw = 0.0
 
+    def _draw(self) -> None:
+        width = 30
+        filled = width * self.done // self.total
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} files")
+        self.stream.flush()
+
     def advance(self) -> None:
         self.done += 1
         if not self.enabled:
@@ -30,10 +37,15 @@ class Progress:
         now = time.monotonic()
         if now - self._last_draw >= 0.1 or self.done == self.total:
             self._last_draw = now
-            width = 30
-            filled = width * self.done // self.total
-            bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r[{bar}] {self.done}/{self.total} files")
+            self._draw()
+
+    def echo(self, message: str) -> None:
+        """A line of its own on stderr, with the bar (if any) redrawn below it."""
+        if self.enabled and self._last_draw:
+            self.stream.write("\r\033[K" + message + "\n")
+            self._draw()
+        else:
+            self.stream.write(message + "\n")
             self.stream.flush()
 
     def close(self) -> None:

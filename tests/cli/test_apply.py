@@ -145,3 +145,14 @@ def test_apply_stdin_diff(tree: Path) -> None:
     result = run_cli("apply", "--diff", "-", "--stdin-filename", "pkg/train.py", cwd=tree, input=BAD.encode())
     assert result.returncode == 1
     assert result.stdout.startswith(b"--- a/pkg/train.py\n+++ b/pkg/train.py\n")
+
+
+def test_apply_names_each_rewritten_file(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text(BAD)
+    (tmp_path / "b.py").write_text(BAD)
+    (tmp_path / "c.py").write_text(CLEAN)
+    result = run_cli("apply", cwd=tmp_path)
+    rewrote = sorted(line.split()[1] for line in result.stderr.splitlines() if line.startswith("Rewrote "))
+    assert rewrote == ["2", "a.py", "b.py"], result.stderr  # one line per file, then the total
+    assert "fixes" in result.stderr and "fixs" not in result.stderr
+    assert run_cli("apply", "-q", cwd=tmp_path).stderr == ""
