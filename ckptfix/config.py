@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,11 @@ class Settings:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib  # only paid for when a config file exists
+    # Imported here: only paid for when a config file exists.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the backport, a dependency on 3.10 only
+        import tomli as tomllib
 
     try:
         with path.open("rb") as f:
