@@ -40,6 +40,8 @@ def read_bytes(path: str) -> bytes:
 
 def decode(path: str, data: bytes) -> SourceFile:
     """Decode as Python itself would: BOM, then a PEP 263 coding cookie, then UTF-8."""
+    if b"\0" in data:
+        raise FileError("contains NUL bytes: not Python source (Python refuses to compile it too)")
     second_newline = data.find(b"\n", data.find(b"\n") + 1)
     first_two_lines = data if second_newline < 0 else data[:second_newline]
     if not data.startswith(codecs.BOM_UTF8) and b"coding" not in first_two_lines:

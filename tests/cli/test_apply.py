@@ -67,7 +67,7 @@ def test_apply_reports_remaining_findings_in_the_chosen_format(tree: Path) -> No
 def test_apply_stdin_prints_the_rewritten_source(tree: Path) -> None:
     result = run_cli("apply", "-", "--stdin-filename", "train.py", cwd=tree, input=BAD.encode())
     out = result.stdout.decode()
-    assert out != BAD and "torch.save(model.state_dict()" in out
+    assert out != BAD and "model.state_dict()" in out
     assert (tree / "train.py").read_text() == BAD  # stdin mode never touches the file of that name
     clean = run_cli("apply", "-", cwd=tree, input=CLEAN.encode())
     assert (clean.returncode, clean.stdout) == (0, CLEAN.encode())

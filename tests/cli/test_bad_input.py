@@ -35,11 +35,13 @@ def _assert_one_error_others_processed(tree: Path, name: str, *words: str, comma
         assert (tree / "train.py").read_text() != BAD  # the good file was still rewritten
 
 
+# Each is the canonical finding plus the defect, so that no prefilter can rule it out unparsed.
 BAD_SOURCES = {
     "syntax_error.py": BAD + "torch.save(model\n",
-    "python2.py": 'import torch\nprint "saving"\ntorch.save(model, "x.pt")\n',
-    "latin1_undeclared.py": b'# Pr\xfcfpunkt\nimport torch\ntorch.save(model, "x.pt")\n',
-    "bad_cookie.py": b'# -*- coding: klingon -*-\nimport torch\ntorch.save(model, "x.pt")\n',
+    "python2.py": BAD + 'print "saved"\n',
+    "latin1_undeclared.py": b"# Pr\xfcfpunkt\n" + BAD.encode(),
+    "bad_cookie.py": b"# -*- coding: klingon -*-\n" + BAD.encode(),
+    "binary.py": BAD.encode() + b"\x00\x01\x02\x00",
 }
 
 
