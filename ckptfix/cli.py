@@ -299,6 +299,20 @@ def _process_stdin(run: _Run, mode: Mode) -> _Outcome:
     return _Outcome([result], data, source)
 
 
+def _stdin_output(run: _Run, outcome: _Outcome) -> bytes:
+    """What `apply -` prints: the rewrite in the input's own encoding and newlines, else the input."""
+    from ckptfix.sourcefile import FileError, encode
+
+    result = outcome.results[0]
+    if result.new_text is None or outcome.stdin_source is None:
+        return outcome.stdin_data or b""
+    try:
+        return encode(outcome.stdin_source, result.new_text)
+    except FileError as exc:
+        run.error(result.path, str(exc))
+        return outcome.stdin_data or b""
+
+
 def _emit(text: str, run: _Run) -> None:
     if text:
         click.echo(text, nl=False, color=run.color)
@@ -377,15 +391,12 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
 
     remaining = sorted(f for r in results for f in r.findings)
     if run.paths == ("-",):
-        data = outcome.stdin_data or b""
-        if results[0].new_text is not None and outcome.stdin_source is not None:
-            from ckptfix.sourcefile import encode
-
-            data = encode(outcome.stdin_source, results[0].new_text)
-        sys.stdout.buffer.write(data)
+        # stdout carries the source (rewritten or as it came), so findings go to stderr.
+        sys.stdout.buffer.write(_stdin_output(run, outcome))
         click.echo(report.render(remaining, run.output_format, False, run.errors), err=True, nl=False)
     else:
         _emit(report.render(remaining, run.output_format, run.color, run.errors), run)
+    failures = len(run.errors)
     changed = [r for r in results if r.new_text is not None and r.error is None]
     fixes = sum(r.fixed for r in changed)
     run.say(
@@ -397,7 +408,6 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         run.say(f"{_plural(len(remaining), 'finding')} left to fix by hand.")
     if failures:
         run.say(f"{_plural(failures, 'path')} could not be processed (see the errors above).")
-    if failures:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FINDINGS if remaining or (exit_non_zero_on_fix and changed) else EXIT_OK)
 
@@ -410,9 +420,10 @@ def rules(output_format: str) -> None:
 
     if output_format == "json":
         import json
-        from dataclasses import asdict
 
-        click.echo(json.dumps([asdict(RULES[code]) for code in sorted(RULES)], indent=2))
+        fields = ("code", "name", "summary", "explanation", "before", "after", "fixable")
+        rows = [{name: getattr(RULES[code], name) for name in fields} for code in sorted(RULES)]
+        click.echo(json.dumps(rows, indent=2))
         return
     for code in sorted(RULES):
         rule = RULES[code]
