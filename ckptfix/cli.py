@@ -179,9 +179,12 @@ class _Run:
 
 
 def _setup(params: dict[str, Any]) -> _Run:
-    paths = tuple(params["paths"]) or (".",)
+    stdin_filename = params["stdin_filename"]
+    paths = tuple(params["paths"]) or (("-",) if stdin_filename else (".",))  # as ruff reads it
     if "-" in paths and len(paths) > 1:
         raise click.UsageError("`-` (read stdin) cannot be combined with other paths")
+    if stdin_filename and paths != ("-",):
+        raise click.UsageError("--stdin-filename names source read from `-`, not files")
     flags = CliFlags(
         select=params["select"],
         ignore=params["ignore"] or (),

@@ -158,6 +158,12 @@ def test_stdin_force_exclude_by_filename(tree: Path) -> None:
 
 def test_stdin_cannot_mix_with_paths(tree: Path) -> None:
     assert run_cli("check", "-", "train.py", cwd=tree, input=b"").returncode == 2
+    assert run_cli("check", "train.py", "--stdin-filename", "x.py", cwd=tree, input=b"").returncode == 2
+
+
+def test_stdin_filename_alone_reads_stdin(tree: Path) -> None:
+    result = run_cli("check", "--stdin-filename", "t.py", cwd=tree, input=BAD.encode())
+    assert result.returncode == 1 and b"t.py:6:1: CKP001" in result.stdout
 
 
 def test_jobs_do_not_change_the_result(tmp_path: Path) -> None:
