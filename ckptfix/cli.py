@@ -331,7 +331,7 @@ def main() -> None:
     """Find and rewrite PyTorch checkpoint saves that hang or corrupt distributed training."""
 
 
-@main.command()
+@main.command(short_help="Report checkpoint saves that can hang or corrupt training.")
 @_shared_options
 @click.option(
     "--summary",
@@ -364,7 +364,7 @@ def check(summary: bool, **params: Any) -> None:
     sys.exit(EXIT_ERROR if failures else EXIT_FINDINGS if findings else EXIT_OK)
 
 
-@main.command()
+@main.command(short_help="Rewrite them (or show the diff with --diff).")
 @_shared_options
 @click.option("--diff", is_flag=True, help="Print a unified diff of the changes and write nothing.")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when a file was rewritten.")
@@ -434,7 +434,7 @@ def rules(output_format: str) -> None:
         click.echo(f"{code}  {fix}  {rule.name:<28} {rule.summary}")
 
 
-@main.command()
+@main.command(short_help="Explain one rule, with an example.")
 @click.argument("code")
 def explain(code: str) -> None:
     """Explain a rule: what it finds, why it matters, and the fix, with an example."""
