@@ -364,7 +364,7 @@ def check(summary: bool, **params: Any) -> None:
     sys.exit(EXIT_ERROR if failures else EXIT_FINDINGS if findings else EXIT_OK)
 
 
-@main.command(short_help="Rewrite them (or show the diff with --diff).")
+@main.command(short_help="Rewrite those saves in place (or print a diff with --diff).")
 @_shared_options
 @click.option("--diff", is_flag=True, help="Print a unified diff of the changes and write nothing.")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when a file was rewritten.")
