@@ -39,10 +39,10 @@ class Discovered:
     errors: list[PathError]
 
 
-def display_path(path: str) -> str:
+def display_path(path: str, cwd: str | None = None) -> str:
     """Paths as users typed them, relative to the working directory where that is shorter."""
     absolute = os.path.abspath(path)
-    cwd = os.getcwd()
+    cwd = cwd or os.getcwd()
     if absolute == cwd or absolute.startswith(cwd.rstrip(os.sep) + os.sep):
         return os.path.relpath(absolute, cwd)
     return os.path.normpath(path)
@@ -245,12 +245,13 @@ def discover(
 
     out = Discovered([], [])
     seen: set[str] = set()
+    cwd = os.getcwd()
 
     def add(path: str) -> None:
         real = os.path.realpath(path)
         if real not in seen:
             seen.add(real)
-            out.files.append(display_path(path))
+            out.files.append(display_path(path, cwd))
 
     for given in paths:
         if not os.path.exists(given):
