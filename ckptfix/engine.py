@@ -1,0 +1,154 @@
+"""Running the analysis and the rewrite over many files: per-file pipeline and parallel jobs.
+
+Per file: read bytes -> byte prefilter (most files cannot contain a save and are never decoded or
+parsed) -> decode -> api. Every failure becomes a one-line per-file error so one bad file never stops
+the run. `ckptfix.api` (and with it libcst) is imported only when a file needs it, which keeps
+`ckptfix check` on a file without saves close to the cost of starting Python and click.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Literal
+
+from ckptfix.findings import Finding
+from ckptfix.options import Options
+from ckptfix.sourcefile import FileError, SourceFile, decode, read_bytes, unified_diff, write_back
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
+Mode = Literal["check", "fix", "diff"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file. `findings` are what remains: after the rewrite, in fix mode."""
+
+    path: str
+    findings: tuple[Finding, ...] = ()
+    error: str | None = None
+    traceback: str | None = None  # internal errors only, shown with -v
+    fixed: int = 0  # findings the rewrite removed (fix and diff modes)
+    diff: str = ""
+    new_text: str | None = None  # the rewritten source, when there is one
+    parsed: bool = False  # False when the prefilter ruled the file out
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResult:
+    """Check or rewrite already decoded source (a file's, or stdin's)."""
+    from ckptfix import api
+
+    path = source.path
+    try:
+        found = api.check_source(source.text, path, options)
+        if mode == "check" or not any(f.fixable for f in found):
+            # The check is the cheap pass; only files with something to fix pay for the rewrite,
+            # so `apply` on a large tree costs what the files that need it cost.
+            return FileResult(path, tuple(sorted(found)), parsed=True)
+        result = api.fix_source(source.text, path, options)
+        new_text = result.new_source
+        if new_text is None or new_text == source.text:
+            return FileResult(path, tuple(sorted(result.findings)), parsed=True)
+    except api.SourceError as exc:
+        return FileResult(path, error=f"cannot parse: {exc}", parsed=True)
+    # Re-check the rewrite: what is left is what the user still has to fix by hand, and a rewrite
+    # that does not even parse (a bug of ours) must never reach the disk or a reviewer.
+    try:
+        remaining = tuple(sorted(api.check_source(new_text, path, options)))
+    except api.SourceError as exc:
+        return FileResult(path, error=f"internal error: the rewrite does not parse ({exc}); left unchanged")
+    fixed = max(len(result.findings) - len(remaining), 0)
+    if mode == "diff":
+        diff = unified_diff(path, source.text, new_text)
+        return FileResult(path, remaining, fixed=fixed, diff=diff, new_text=new_text, parsed=True)
+    return FileResult(path, remaining, fixed=fixed, new_text=new_text, parsed=True)
+
+
+def process_file(path: str, options: Options, mode: Mode) -> FileResult:
+    """The whole pipeline for one file on disk; never raises."""
+    try:
+        data = read_bytes(path)
+        from ckptfix.api import might_need_work
+
+        if not might_need_work(data):
+            return FileResult(path)
+        source = decode(path, data)
+        result = process_source(source, options, mode)
+        if mode == "fix" and result.new_text is not None:
+            write_back(source, result.new_text)
+        return result
+    except FileError as exc:
+        return FileResult(path, error=str(exc))
+    except Exception as exc:  # a bug of ours must not stop the other files
+        return FileResult(
+            path, error=f"internal error: {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+        )
+
+
+def _pool_context() -> BaseContext:
+    import multiprocessing
+
+    # fork starts workers in milliseconds and inherits the already imported modules; elsewhere
+    # (macOS, Windows) fork is unsafe or missing and spawn is the only sound choice.
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def run(
+    paths: Sequence[str],
+    options: Options,
+    mode: Mode,
+    jobs: int,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Process `paths` on up to `jobs` processes; results come back in the order of `paths`.
+
+    The byte prefilter runs here, in one process: it rules out nearly every file of a real tree in
+    microseconds each, less than handing the file to a worker would cost. Only the candidates,
+    which need a parse, go to the pool, largest first so that no worker is left with a big file at
+    the end while the others sit idle.
+    """
+    from ckptfix.api import might_need_work
+
+    results: dict[str, FileResult] = {}
+
+    def done(result: FileResult) -> None:
+        results[result.path] = result
+        if on_result:
+            on_result(result)
+
+    candidates: list[tuple[int, str]] = []
+    for path in paths:
+        try:
+            data = read_bytes(path)
+        except FileError as exc:
+            done(FileResult(path, error=str(exc)))
+            continue
+        if might_need_work(data):
+            candidates.append((len(data), path))
+        else:
+            done(FileResult(path))
+    candidates.sort(key=lambda c: -c[0])
+    todo = [path for _, path in candidates]
+    task = partial(process_file, options=options, mode=mode)
+    workers = min(jobs, len(todo))
+    if workers <= 1:
+        for path in todo:
+            done(task(path))
+    else:
+        with _pool_context().Pool(workers) as pool:
+            for result in pool.imap_unordered(task, todo):
+                done(result)
+    return [results[p] for p in paths]
