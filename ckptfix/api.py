@@ -21,28 +21,6 @@ from ckptfix.options import Options
 from ckptfix.suppress import Suppressions
 
 _BOM = "\ufeff"
-# Words one of which must occur in a file for any rule to fire (saves, barriers, process groups,
-# collectives under a guard).
-_WORK_MARKERS = (
-    b"save",
-    b"barrier",
-    b"process_group",
-    b"state_dict",
-    b"all_",
-    b"broadcast",
-    b"gather",
-    b"scatter",
-    b"reduce",
-    b"new_group",
-    b"send",
-    b"recv",
-    b"full_tensor",
-    b"redistribute",
-    b"checkpoint",
-    b"wait_for_everyone",
-    b"device_mesh",
-    b"new_subgroups",
-)
 
 
 # Options are frozen, so one shared default is safe.
@@ -62,14 +40,19 @@ class FixResult:
 
 
 def might_need_work(data: bytes, options: Options = DEFAULT_OPTIONS) -> bool:
-    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed."""
-    if options.extra_save_functions and any(
-        n.rsplit(".", 1)[-1].encode() in data for n in options.extra_save_functions
-    ):
-        has_work = True
-    else:
-        has_work = any(marker in data for marker in _WORK_MARKERS)
-    return has_work and (options.assume_distributed or has_distributed_marker(data))
+    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed.
+
+    A finding needs distributed code (unless assumed) and either a write, a barrier or a process group,
+    or a collective under a main-process guard (catalog.*_MARKERS; tests keep them in step)."""
+    if not (options.assume_distributed or has_distributed_marker(data)):
+        return False
+    extra = [n.rsplit(".", 1)[-1].encode() for n in options.extra_save_functions]
+    if any(marker in data for marker in (*catalog.WRITE_MARKERS, *extra)):
+        return True
+    guards = [n.rsplit(".", 1)[-1].encode() for n in options.extra_main_predicates]
+    return any(m in data for m in catalog.COLLECTIVE_MARKERS) and any(
+        m in data for m in (*catalog.GUARD_MARKERS, *guards)
+    )
 
 
 def _parse(source: str, path: str) -> ast.Module:
