@@ -81,9 +81,10 @@ RULES: dict[str, Rule] = {
                 Fix: one barrier with a real timeout (--barrier-timeout, default 120 s) per checkpoint
                 event, placed after the save and outside every branch of the function holding it (inside
                 the innermost loop), never inside the main-process guard. Several saves in one block share
-                it. When the save is guarded by its callers or by an early return, the barrier goes after
-                each call site. Not rewritten when no such place exists (an early `continue`, unknown
-                callers).
+                it. When the save is guarded by its callers or by an early return, or its helper is called
+                inside a branch (`if is_best: self.save_best()`: ranks may disagree), the barrier goes
+                after each call site, outside the caller's branches. Not rewritten when no such place
+                exists (an early `continue`, unknown callers).
                 """
             ),
             before=_text(

@@ -269,3 +269,26 @@ def test_save_in_a_lambda_gets_no_barrier_at_definition() -> None:
     before = src("save_cb = lambda m: torch.save(m, 'l.pt')\n")
     assert (3, "CKP002", False) in findings(before)
     assert "checkpoint_barrier" not in rewrite(before)
+
+
+def test_helper_called_in_a_branch_gets_the_barrier_after_the_callers_branch() -> None:
+    before = src(
+        """
+        class T:
+            def save_best(self, model):
+                torch.save(model, "best.pt")
+
+            def train(self, model):
+                for epoch in range(3):
+                    val_loss = self.validate()
+                    if val_loss < self.best:
+                        self.save_best(model)
+                    model.step()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("            checkpoint_barrier(timeout=120)")
+    assert lines[at - 1] == "                self.save_best(model)"
+    assert lines[at + 1] == "            model.step()"
+    assert after.count("checkpoint_barrier(") == 1
