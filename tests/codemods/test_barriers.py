@@ -292,3 +292,22 @@ def test_helper_called_in_a_branch_gets_the_barrier_after_the_callers_branch() -
     assert lines[at - 1] == "                self.save_best(model)"
     assert lines[at + 1] == "            model.step()"
     assert after.count("checkpoint_barrier(") == 1
+
+
+def test_unrelated_method_calls_of_the_same_name_are_not_call_sites() -> None:
+    before = src(
+        """
+        class Trainer:
+            def save(self, model):
+                torch.save(model, "ckpt.pt")
+
+            def train(self, model, img):
+                for epoch in range(3):
+                    self.save(model)
+                    if epoch == 0:
+                        img.save("first.png")
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    assert after.count("checkpoint_barrier(") == 1
+    assert '        torch.save(model, "ckpt.pt")\n        checkpoint_barrier(timeout=120)\n' in after
