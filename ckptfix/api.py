@@ -14,7 +14,7 @@ from ckptfix.analysis import catalog
 from ckptfix.analysis.checker import Analysis, Issue, analyze
 from ckptfix.analysis.distributed import has_distributed_marker
 from ckptfix.analysis.names import Names
-from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, Edit, Insert, Key, Plan
+from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, CallEdit, Edit, Insert, Key, Plan
 from ckptfix.analysis.tree import Tree
 from ckptfix.findings import Finding
 from ckptfix.options import Options
@@ -102,7 +102,7 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
 
     from ckptfix.rewrite import apply_plan
 
-    plan, needed = _plan([issues[i].edits for i in fixable], options, analysis)
+    plan, needed, merged = _plan([issues[i].edits for i in fixable], options, analysis)
     symbols, imports = _symbols(needed, analysis.names)
     import_key = None
     if imports:
@@ -116,7 +116,7 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
         ) from exc
     if import_key is not None and import_key not in applied:
         raise RuntimeError(f"ckptfix could not place its imports in {path}")
-    fixed = {i for i in fixable if all(_edit_key(edit) in applied for edit in issues[i].edits)}
+    fixed = {i for i in fixable if all(_edit_key(edit, merged) in applied for edit in issues[i].edits)}
     try:
         _parse(new_source, path)
     except SourceError as exc:  # a bug of ours: never hand back broken code
@@ -125,15 +125,18 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     return FixResult(findings, bom + new_source if new_source != source else None)
 
 
-def _edit_key(edit: Edit) -> object:
-    from ckptfix.analysis.plan import CallEdit
-
+def _edit_key(edit: Edit, merged: dict[tuple[object, str], Key]) -> object:
+    """Where an edit shows up in the rewriter's `applied` set (a merged insert: at the surviving one)."""
     if isinstance(edit, CallEdit):
         return edit.span
+    if isinstance(edit, Insert) and edit.group is not None:
+        return merged[(edit.group, edit.template)]
     return edit.key
 
 
-def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) -> tuple[Plan, set[str]]:
+def _plan(
+    edit_lists: list[list[Edit]], options: Options, analysis: Analysis
+) -> tuple[Plan, set[str], dict[tuple[object, str], Key]]:
     """Merge the edits of several findings: inserts of one group collapse into the last one."""
     edits = [edit for edits in edit_lists for edit in edits]
     last_in_group: dict[tuple[object, str], Key] = {}
@@ -156,7 +159,7 @@ def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) ->
         for key in analysis.init_keys:
             plan.add(Insert(key, True, "{init_sync}()", frozenset({"init_sync"})))
             needed.add("init_sync")
-    return plan, needed
+    return plan, needed, last_in_group
 
 
 def _symbols(needed: set[str], names: Names) -> tuple[dict[str, str], list[str]]:

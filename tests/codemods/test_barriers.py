@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from ckptfix.api import fix_source
+from ckptfix.options import Options
 from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
 
 
@@ -311,3 +313,16 @@ def test_unrelated_method_calls_of_the_same_name_are_not_call_sites() -> None:
     after = rewrite(before, select=frozenset({"CKP002"}))
     assert after.count("checkpoint_barrier(") == 1
     assert '        torch.save(model, "ckpt.pt")\n        checkpoint_barrier(timeout=120)\n' in after
+
+
+def test_saves_sharing_a_barrier_are_all_reported_fixed() -> None:
+    before = src(
+        """
+        def save(m, best):
+            torch.save(m, "a.pt")
+            if best:
+                torch.save(m, "b.pt")
+        """
+    )
+    result = fix_source(before, options=Options(select=frozenset({"CKP002"})))
+    assert [(f.line, f.fixable) for f in result.findings] == [(4, True), (6, True)]
