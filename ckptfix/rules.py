@@ -115,7 +115,9 @@ RULES: dict[str, Rule] = {
                 2.12 barrier has no timeout argument at all). Usually a try/except hides the error, so the
                 barrier never runs and ranks are not synchronised.
                 Fix: the runtime's checkpoint_barrier(timeout=120), which waits with a real timeout on
-                every backend (inline style: timeout=datetime.timedelta(seconds=120)).
+                every backend (inline style: timeout=datetime.timedelta(seconds=120)). A barrier that ends
+                training (after the training loop, or right before destroy_process_group()) becomes
+                final_sync(timeout=...).
                 """
             ),
             before=_text(

@@ -326,3 +326,29 @@ def test_saves_sharing_a_barrier_are_all_reported_fixed() -> None:
     )
     result = fix_source(before, options=Options(select=frozenset({"CKP002"})))
     assert [(f.line, f.fixable) for f in result.findings] == [(4, True), (6, True)]
+
+
+def test_barrier_ending_training_becomes_final_sync() -> None:
+    before = src(
+        """
+        def train(model):
+            for epoch in range(3):
+                model.step()
+                try:
+                    dist.barrier(timeout=120)
+                except Exception as e:
+                    print(e)
+            try:
+                dist.barrier(timeout=180)
+            except Exception as e:
+                print(e)
+
+        def main():
+            dist.barrier()
+            dist.barrier(timeout=30)
+            dist.destroy_process_group()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP003", "CKP007"}))
+    assert "        checkpoint_barrier(timeout=120)\n    final_sync(timeout=180)\n" in after
+    assert "    dist.barrier()\n    final_sync(timeout=30)\n    dist.destroy_process_group()\n" in after
