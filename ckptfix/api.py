@@ -14,35 +14,13 @@ from ckptfix.analysis import catalog
 from ckptfix.analysis.checker import Analysis, Issue, analyze
 from ckptfix.analysis.distributed import has_distributed_marker
 from ckptfix.analysis.names import Names
-from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, Edit, Insert, Key, Plan
+from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, CallEdit, Edit, Insert, Key, Plan
 from ckptfix.analysis.tree import Tree
 from ckptfix.findings import Finding
 from ckptfix.options import Options
 from ckptfix.suppress import Suppressions
 
 _BOM = "\ufeff"
-# Words one of which must occur in a file for any rule to fire (saves, barriers, process groups,
-# collectives under a guard).
-_WORK_MARKERS = (
-    b"save",
-    b"barrier",
-    b"process_group",
-    b"state_dict",
-    b"all_",
-    b"broadcast",
-    b"gather",
-    b"scatter",
-    b"reduce",
-    b"new_group",
-    b"send",
-    b"recv",
-    b"full_tensor",
-    b"redistribute",
-    b"checkpoint",
-    b"wait_for_everyone",
-    b"device_mesh",
-    b"new_subgroups",
-)
 
 
 # Options are frozen, so one shared default is safe.
@@ -62,14 +40,19 @@ class FixResult:
 
 
 def might_need_work(data: bytes, options: Options = DEFAULT_OPTIONS) -> bool:
-    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed."""
-    if options.extra_save_functions and any(
-        n.rsplit(".", 1)[-1].encode() in data for n in options.extra_save_functions
-    ):
-        has_work = True
-    else:
-        has_work = any(marker in data for marker in _WORK_MARKERS)
-    return has_work and (options.assume_distributed or has_distributed_marker(data))
+    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed.
+
+    A finding needs distributed code (unless assumed) and either a write, a barrier or a process group,
+    or a collective under a main-process guard (catalog.*_MARKERS; tests keep them in step)."""
+    if not (options.assume_distributed or has_distributed_marker(data)):
+        return False
+    extra = [n.rsplit(".", 1)[-1].encode() for n in options.extra_save_functions]
+    if any(marker in data for marker in (*catalog.WRITE_MARKERS, *extra)):
+        return True
+    guards = [n.rsplit(".", 1)[-1].encode() for n in options.extra_main_predicates]
+    return any(m in data for m in catalog.COLLECTIVE_MARKERS) and any(
+        m in data for m in (*catalog.GUARD_MARKERS, *guards)
+    )
 
 
 def _parse(source: str, path: str) -> ast.Module:
@@ -119,7 +102,7 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
 
     from ckptfix.rewrite import apply_plan
 
-    plan, needed = _plan([issues[i].edits for i in fixable], options, analysis)
+    plan, needed, merged = _plan([issues[i].edits for i in fixable], options, analysis)
     symbols, imports = _symbols(needed, analysis.names)
     import_key = None
     if imports:
@@ -133,7 +116,7 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
         ) from exc
     if import_key is not None and import_key not in applied:
         raise RuntimeError(f"ckptfix could not place its imports in {path}")
-    fixed = {i for i in fixable if all(_edit_key(edit) in applied for edit in issues[i].edits)}
+    fixed = {i for i in fixable if all(_edit_key(edit, merged) in applied for edit in issues[i].edits)}
     try:
         _parse(new_source, path)
     except SourceError as exc:  # a bug of ours: never hand back broken code
@@ -142,15 +125,18 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     return FixResult(findings, bom + new_source if new_source != source else None)
 
 
-def _edit_key(edit: Edit) -> object:
-    from ckptfix.analysis.plan import CallEdit
-
+def _edit_key(edit: Edit, merged: dict[tuple[object, str], Key]) -> object:
+    """Where an edit shows up in the rewriter's `applied` set (a merged insert: at the surviving one)."""
     if isinstance(edit, CallEdit):
         return edit.span
+    if isinstance(edit, Insert) and edit.group is not None:
+        return merged[(edit.group, edit.template)]
     return edit.key
 
 
-def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) -> tuple[Plan, set[str]]:
+def _plan(
+    edit_lists: list[list[Edit]], options: Options, analysis: Analysis
+) -> tuple[Plan, set[str], dict[tuple[object, str], Key]]:
     """Merge the edits of several findings: inserts of one group collapse into the last one."""
     edits = [edit for edits in edit_lists for edit in edits]
     last_in_group: dict[tuple[object, str], Key] = {}
@@ -173,7 +159,7 @@ def _plan(edit_lists: list[list[Edit]], options: Options, analysis: Analysis) ->
         for key in analysis.init_keys:
             plan.add(Insert(key, True, "{init_sync}()", frozenset({"init_sync"})))
             needed.add("init_sync")
-    return plan, needed
+    return plan, needed, last_in_group
 
 
 def _symbols(needed: set[str], names: Names) -> tuple[dict[str, str], list[str]]:

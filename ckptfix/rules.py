@@ -81,9 +81,10 @@ RULES: dict[str, Rule] = {
                 Fix: one barrier with a real timeout (--barrier-timeout, default 120 s) per checkpoint
                 event, placed after the save and outside every branch of the function holding it (inside
                 the innermost loop), never inside the main-process guard. Several saves in one block share
-                it. When the save is guarded by its callers or by an early return, the barrier goes after
-                each call site. Not rewritten when no such place exists (an early `continue`, unknown
-                callers).
+                it. When the save is guarded by its callers or by an early return, or its helper is called
+                inside a branch (`if is_best: self.save_best()`: ranks may disagree), the barrier goes
+                after each call site, outside the caller's branches. Not rewritten when no such place
+                exists (an early `continue`, unknown callers).
                 """
             ),
             before=_text(
@@ -114,7 +115,9 @@ RULES: dict[str, Rule] = {
                 2.12 barrier has no timeout argument at all). Usually a try/except hides the error, so the
                 barrier never runs and ranks are not synchronised.
                 Fix: the runtime's checkpoint_barrier(timeout=120), which waits with a real timeout on
-                every backend (inline style: timeout=datetime.timedelta(seconds=120)).
+                every backend (inline style: timeout=datetime.timedelta(seconds=120)). A barrier that ends
+                training (after the training loop, or right before destroy_process_group()) becomes
+                final_sync(timeout=...).
                 """
             ),
             before=_text(

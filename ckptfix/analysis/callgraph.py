@@ -2,7 +2,9 @@
 
 A helper whose every call site is guarded runs on the main process only; a helper that saves (or
 reaches a collective) through other helpers does so at any depth. Call sites are matched by name:
-`f(...)` for functions, `<anything>.m(...)` for methods; a reference that is not a call
+`f(...)` for functions; for methods `self.m(...)`, `cls.m(...)`, `super().m(...)` and `x.m(...)` where
+`x` was built from a class of this module (`trainer = Trainer(); trainer.m()`). Calls on receivers of
+unknown type are not sites (`img.save()` is not `Trainer.save`). A reference that is not a call
 (`Thread(target=save)`) counts as an unguarded site, since we cannot see where it runs.
 """
 
@@ -27,6 +29,7 @@ class CallGraph:
                 self.functions.append(node)
                 table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
                 table.setdefault(node.name, []).append(node)
+        self._instances = self._instance_names(tree)
         self.sites: dict[int, list[ast.AST]] = {id(f): [] for f in self.functions}
         if self.functions:
             for node in tree.nodes:
@@ -36,13 +39,37 @@ class CallGraph:
         self._function_guard: dict[int, Guard | None] = {}
         self._in_progress: set[int] = set()
 
+    @staticmethod
+    def _instance_names(tree: Tree) -> set[str]:
+        """Names assigned an instance of a class defined in this module (`trainer = Trainer(...)`)."""
+        classes = {node.name for node in tree.nodes if isinstance(node, ast.ClassDef)}
+        names: set[str] = set()
+        for node in tree.nodes:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name)
+                and node.value.func.id in classes
+            ):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        return names
+
+    def _known_receiver(self, receiver: ast.expr) -> bool:
+        if isinstance(receiver, ast.Name):
+            return receiver.id in {"self", "cls"} or receiver.id in self._instances
+        return (
+            isinstance(receiver, ast.Call)
+            and isinstance(receiver.func, ast.Name)
+            and receiver.func.id == "super"
+        )
+
     def targets(self, node: ast.AST) -> list[FunctionNode]:
         """Module functions a call (or a reference) may run."""
         if isinstance(node, ast.Call):
             node = node.func
             if isinstance(node, ast.Name):
                 return self._plain.get(node.id, [])
-            if isinstance(node, ast.Attribute):
+            if isinstance(node, ast.Attribute) and self._known_receiver(node.value):
                 return self._methods.get(node.attr, [])
             return []
         parent = self.tree.parent.get(id(node))
@@ -50,7 +77,11 @@ class CallGraph:
             return []
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             return self._plain.get(node.id, [])
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Load)
+            and self._known_receiver(node.value)
+        ):
             return self._methods.get(node.attr, [])
         return []
 

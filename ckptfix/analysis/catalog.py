@@ -195,3 +195,45 @@ COLLECTIVE_METHODS = frozenset(
         "reduce_scatter",
     }
 )
+
+# --- byte markers for the prefilter (ckptfix.api.might_need_work) ----------------------------------------
+# A write, barrier or process-group finding needs one of these words in the file.
+WRITE_MARKERS = (b"save", b"barrier", b"process_group")
+# A CKP006 finding needs a collective (or DDP's backward, for rank-0-only loop exits) ...
+COLLECTIVE_MARKERS = (
+    b"all_reduce",
+    b"all_gather",
+    b"all_to_all",
+    b"broadcast",
+    b"gather",
+    b"scatter",
+    b"reduce",
+    b"send",
+    b"recv",
+    b"new_group",
+    b"new_subgroups",
+    b"device_mesh",
+    b"checkpoint",
+    b"state_dict",
+    b"full_tensor",
+    b"redistribute",
+    b"summon_full_params",
+    b"wait_for_everyone",
+    b"load_state",
+    b"backward",
+)
+# ... and a main-process guard.
+GUARD_MARKERS = (
+    b"rank",
+    b"RANK",
+    b"main",
+    b"master",
+    b"chief",
+    b"primary",
+    b"zero",
+    b"root",
+    b"gpu",
+    b"device_id",
+    b"process_index",
+    b"ordinal",
+)

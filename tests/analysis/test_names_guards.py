@@ -140,3 +140,23 @@ def test_prefilter_markers_cover_every_detection_path() -> None:
         assert any(m in prefix.encode() for m in catalog.DISTRIBUTED_MARKERS), prefix
     for var in catalog.LAUNCHER_ENV_VARS:
         assert any(m in var.encode() for m in catalog.DISTRIBUTED_MARKERS), var
+
+
+def test_prefilter_markers_cover_the_catalogue() -> None:
+    # A qualified name is spelled in the file's imports or attribute chain, so any part of it counts.
+    collectives = sorted(catalog.COLLECTIVES) + sorted(catalog.COLLECTIVE_METHODS)
+    for name in collectives:
+        markers = (*catalog.COLLECTIVE_MARKERS, *catalog.WRITE_MARKERS)
+        assert any(m.decode() in name for m in markers), name
+    predicates = [
+        *catalog.MAIN_PREDICATES,
+        *catalog.LOCAL_MAIN_PREDICATES,
+        *catalog.MAIN_ONLY_DECORATORS,
+        *catalog.LOCAL_ONLY_DECORATORS,
+        *catalog.LOCAL_RANK_CALLS,
+        "get_rank",
+        "local_rank",
+    ]
+    for name in predicates:
+        markers = (*catalog.GUARD_MARKERS, *catalog.WRITE_MARKERS)
+        assert any(m.decode() in name for m in markers), name

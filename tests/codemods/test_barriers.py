@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+from ckptfix.api import fix_source
+from ckptfix.options import Options
 from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
 
 
@@ -269,3 +271,84 @@ def test_save_in_a_lambda_gets_no_barrier_at_definition() -> None:
     before = src("save_cb = lambda m: torch.save(m, 'l.pt')\n")
     assert (3, "CKP002", False) in findings(before)
     assert "checkpoint_barrier" not in rewrite(before)
+
+
+def test_helper_called_in_a_branch_gets_the_barrier_after_the_callers_branch() -> None:
+    before = src(
+        """
+        class T:
+            def save_best(self, model):
+                torch.save(model, "best.pt")
+
+            def train(self, model):
+                for epoch in range(3):
+                    val_loss = self.validate()
+                    if val_loss < self.best:
+                        self.save_best(model)
+                    model.step()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("            checkpoint_barrier(timeout=120)")
+    assert lines[at - 1] == "                self.save_best(model)"
+    assert lines[at + 1] == "            model.step()"
+    assert after.count("checkpoint_barrier(") == 1
+
+
+def test_unrelated_method_calls_of_the_same_name_are_not_call_sites() -> None:
+    before = src(
+        """
+        class Trainer:
+            def save(self, model):
+                torch.save(model, "ckpt.pt")
+
+            def train(self, model, img):
+                for epoch in range(3):
+                    self.save(model)
+                    if epoch == 0:
+                        img.save("first.png")
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    assert after.count("checkpoint_barrier(") == 1
+    assert '        torch.save(model, "ckpt.pt")\n        checkpoint_barrier(timeout=120)\n' in after
+
+
+def test_saves_sharing_a_barrier_are_all_reported_fixed() -> None:
+    before = src(
+        """
+        def save(m, best):
+            torch.save(m, "a.pt")
+            if best:
+                torch.save(m, "b.pt")
+        """
+    )
+    result = fix_source(before, options=Options(select=frozenset({"CKP002"})))
+    assert [(f.line, f.fixable) for f in result.findings] == [(4, True), (6, True)]
+
+
+def test_barrier_ending_training_becomes_final_sync() -> None:
+    before = src(
+        """
+        def train(model):
+            for epoch in range(3):
+                model.step()
+                try:
+                    dist.barrier(timeout=120)
+                except Exception as e:
+                    print(e)
+            try:
+                dist.barrier(timeout=180)
+            except Exception as e:
+                print(e)
+
+        def main():
+            dist.barrier()
+            dist.barrier(timeout=30)
+            dist.destroy_process_group()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP003", "CKP007"}))
+    assert "        checkpoint_barrier(timeout=120)\n    final_sync(timeout=180)\n" in after
+    assert "    dist.barrier()\n    final_sync(timeout=30)\n    dist.destroy_process_group()\n" in after

@@ -443,3 +443,19 @@ def test_two_space_indent_is_kept_in_inserted_code() -> None:
         "        report_save_failure(p, exc)\n"
         "    checkpoint_barrier(timeout=120)\n"
     ) in after
+
+
+def test_vacuous_launcher_specific_guard_is_not_trusted() -> None:
+    """The ImageNet example's guard lets every rank write under torchrun (multiprocessing_distributed
+    is False there): it is not proof of one writer, so the write gets a real guard inside it."""
+    before = src(
+        """
+        def main_worker(args, state, ngpus_per_node):
+            if not args.multiprocessing_distributed or (
+                args.multiprocessing_distributed and args.rank % ngpus_per_node == 0
+            ):
+                torch.save(state, "checkpoint.pth.tar")
+        """
+    )
+    assert (7, "CKP001", True) in findings(before)
+    assert "atomic_save" in guarded_calls(rewrite(before))

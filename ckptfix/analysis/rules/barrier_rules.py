@@ -7,7 +7,7 @@ import ast
 from ckptfix.analysis import catalog
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import CallEdit, Edit, UnwrapTry
-from ckptfix.analysis.rules.context import LOG_CALLS, RuleContext, fmt_seconds
+from ckptfix.analysis.rules.context import LOG_CALLS, RuleContext, contains_loop, fmt_seconds, loop_of
 from ckptfix.analysis.tree import walk_local
 
 _BROAD_EXCEPTIONS = frozenset(
@@ -39,21 +39,23 @@ class BarrierRules(RuleContext):
         numeric = timeout is not None and self._is_number(timeout)
         if call.args or any(kw.arg is None for kw in call.keywords):
             return None
+        final = self._is_final(call)
+        seconds = self.options.final_timeout if final else self.options.barrier_timeout
         if self.runtime:
             if timeout is not None and not numeric:
                 return None
             if any(kw.arg not in {"timeout", "wait_all_ranks"} for kw in call.keywords):
                 return None
-            default = fmt_seconds(self.options.barrier_timeout)
+            name = "final_sync" if final else "checkpoint_barrier"
             return CallEdit(
                 self.tree.span(call),
-                func="{checkpoint_barrier}",
+                func=f"{{{name}}}",
                 keep_keywords=frozenset({"timeout"}),
-                add_keyword=None if timeout is not None else ("timeout", default),
-                symbols=frozenset({"checkpoint_barrier"}),
+                add_keyword=None if timeout is not None else ("timeout", fmt_seconds(seconds)),
+                symbols=frozenset({name}),
             )
         if timeout is None:
-            value = f"{{datetime}}.timedelta(seconds={fmt_seconds(self.options.barrier_timeout)})"
+            value = f"{{datetime}}.timedelta(seconds={fmt_seconds(seconds)})"
             return CallEdit(
                 self.tree.span(call), add_keyword=("timeout", value), symbols=frozenset({"datetime"})
             )
@@ -64,6 +66,30 @@ class BarrierRules(RuleContext):
                 symbols=frozenset({"datetime"}),
             )
         return None
+
+    def _is_final(self, call: ast.Call) -> bool:
+        """The barrier ends training: outside any loop, after the function's (training) loop, or right
+        before destroy_process_group() in its block. The runtime's final_sync says so in the logs."""
+        if loop_of(self.tree, call) is not None:
+            return False
+        stmt = self.tree.statement(call)
+        block, index = self.tree.block_of(stmt)
+        following = block[index + 1 : index + 2]
+        if any(
+            isinstance(n, ast.Call) and self.names.resolve(n.func) == catalog.DESTROY_PROCESS_GROUP
+            for s in following
+            for n in ast.walk(s)
+        ):
+            return True
+        function = self.tree.function(call)
+        if function is None:
+            return False
+        outermost = [
+            s for s in self.tree.enclosing_statements(call) if self.tree.block_of(s)[0] is function.body
+        ]
+        if not outermost:
+            return False
+        return any(contains_loop(s) for s in function.body[: function.body.index(outermost[0])])
 
     def _check_barrier_timeout(self, call: ast.Call) -> None:
         if self.names.resolve(call.func) not in catalog.BARRIERS:

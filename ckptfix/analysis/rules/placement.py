@@ -7,7 +7,7 @@ import ast
 from ckptfix.analysis.plan import Edit, Insert
 from ckptfix.analysis.rules.context import RuleContext, contains_loop
 from ckptfix.analysis.saves import Save
-from ckptfix.analysis.tree import LOOPS, walk_local
+from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
 
 
 class BarrierPlacement(RuleContext):
@@ -68,6 +68,7 @@ class BarrierPlacement(RuleContext):
             escapes
             or self.graph.function_guard(function) is not None
             or self.graph.has_guarded_site(function)
+            or self._called_conditionally(function)
         ):
             sites = self.graph.sites[id(function)]
             if id(function) in seen or not sites or not all(isinstance(s, ast.Call) for s in sites):
@@ -85,6 +86,15 @@ class BarrierPlacement(RuleContext):
         if _exits_early(anchor) or not self.tree.alone_on_line(anchor):
             return None
         return [anchor]
+
+    def _called_conditionally(self, function: FunctionNode) -> bool:
+        """Some call of `function` sits in a branch of its caller (`if is_best: self.save_best()`):
+        ranks may disagree on that branch, so a barrier inside the helper could wait for ranks that
+        never call it; the barrier goes after the caller's branch instead."""
+        return any(
+            isinstance(site, ast.Call) and self._anchor_statement(site) is not self.tree.statement(site)
+            for site in self.graph.sites[id(function)]
+        )
 
     def _barrier_follows(self, anchor: ast.stmt, node: ast.AST, depth: int = 0) -> bool:
         start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
