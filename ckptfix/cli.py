@@ -289,7 +289,7 @@ def _process_stdin(run: _Run, mode: Mode) -> _Outcome:
         and is_excluded(run.stdin_filename, run.settings.exclude, run.settings.root, run.respect_gitignore)
     ):
         return _Outcome([], data, stdin_excluded=True)
-    if not might_need_work(data):
+    if not might_need_work(data, run.settings.options):
         return _Outcome([engine.FileResult(name)], data)
     try:
         source = decode(name, data)

@@ -53,11 +53,10 @@ def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResu
 
     path = source.path
     try:
-        found = api.check_source(source.text, path, options)
-        if mode == "check" or not any(f.fixable for f in found):
-            # The check is the cheap pass; only files with something to fix pay for the rewrite,
-            # so `apply` on a large tree costs what the files that need it cost.
-            return FileResult(path, tuple(sorted(found)), parsed=True)
+        if mode == "check":
+            return FileResult(path, tuple(sorted(api.check_source(source.text, path, options))), parsed=True)
+        # fix_source analyses once and loads libcst only when something is fixable, so `apply` on a
+        # large tree costs what the files that need a rewrite cost.
         result = api.fix_source(source.text, path, options)
         new_text = result.new_source
         if new_text is None or new_text == source.text:
@@ -77,14 +76,9 @@ def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResu
     return FileResult(path, remaining, fixed=fixed, new_text=new_text, parsed=True)
 
 
-def process_file(path: str, options: Options, mode: Mode) -> FileResult:
-    """The whole pipeline for one file on disk; never raises."""
+def process_data(path: str, data: bytes, options: Options, mode: Mode) -> FileResult:
+    """Decode, check or rewrite, and write back one file whose bytes passed the prefilter; never raises."""
     try:
-        data = read_bytes(path)
-        from ckptfix.api import might_need_work
-
-        if not might_need_work(data):
-            return FileResult(path)
         source = decode(path, data)
         result = process_source(source, options, mode)
         if mode == "fix" and result.new_text is not None:
@@ -96,6 +90,16 @@ def process_file(path: str, options: Options, mode: Mode) -> FileResult:
         return FileResult(
             path, error=f"internal error: {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
         )
+
+
+def process_file(path: str, options: Options, mode: Mode) -> FileResult:
+    """process_data for a pool worker: it reads the file itself, as that costs less than shipping
+    the bytes from the parent."""
+    try:
+        data = read_bytes(path)
+    except FileError as exc:
+        return FileResult(path, error=str(exc))
+    return process_data(path, data, options, mode)
 
 
 def _pool_context() -> BaseContext:
@@ -129,25 +133,26 @@ def run(
         if on_result:
             on_result(result)
 
-    candidates: list[tuple[int, str]] = []
+    candidates: list[tuple[int, str, bytes]] = []
     for path in paths:
         try:
             data = read_bytes(path)
         except FileError as exc:
             done(FileResult(path, error=str(exc)))
             continue
-        if might_need_work(data):
-            candidates.append((len(data), path))
+        if might_need_work(data, options):
+            candidates.append((len(data), path, data))
         else:
             done(FileResult(path))
     candidates.sort(key=lambda c: -c[0])
-    todo = [path for _, path in candidates]
-    task = partial(process_file, options=options, mode=mode)
-    workers = min(jobs, len(todo))
+    workers = min(jobs, len(candidates))
     if workers <= 1:
-        for path in todo:
-            done(task(path))
+        for _, path, data in candidates:
+            done(process_data(path, data, options, mode))
     else:
+        task = partial(process_file, options=options, mode=mode)
+        todo = [path for _, path, _ in candidates]
+        del candidates  # the workers read their files themselves
         with _pool_context().Pool(workers) as pool:
             for result in pool.imap_unordered(task, todo):
                 done(result)
