@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ckptfix.api import check_source
 from tests.codemods.helpers import codes, findings, rewrite, src
 
 
@@ -133,3 +134,33 @@ def test_break_every_rank_takes_is_fine() -> None:
         """
     )
     assert "CKP006" not in codes(before)
+
+
+def test_rooted_and_point_to_point_collectives_joined_in_the_other_branch_are_not_findings():
+    source = """
+import torch.distributed as dist
+
+def exchange(t, chunks, rank):
+    if rank == 0:
+        dist.scatter(t, chunks, src=0)
+    else:
+        dist.scatter(t, src=0)
+    if dist.get_rank() == 0:
+        dist.send(t, dst=1)
+    elif dist.get_rank() == 1:
+        dist.recv(t, src=0)
+"""
+    assert [f for f in check_source(source) if f.code == "CKP006"] == []
+
+
+def test_a_collective_in_one_branch_only_is_still_a_finding():
+    source = """
+import torch.distributed as dist
+
+def exchange(t, rank):
+    if rank == 0:
+        dist.all_reduce(t)
+    else:
+        print("waiting")
+"""
+    assert [f.line for f in check_source(source) if f.code == "CKP006"] == [6]

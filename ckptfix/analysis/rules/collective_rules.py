@@ -67,6 +67,24 @@ class CollectiveRules(RuleContext):
         self._flags[id(loop)] = flags
         return flags
 
+    def _other_branch_joins(self, guard: ast.AST, call: ast.Call) -> bool:
+        """The other ranks make a matching collective in the guard's other branch.
+
+        `if rank == 0: dist.scatter(t, chunks, src=0) else: dist.scatter(t, src=0)` and send/recv
+        pairs (`if rank == 0: dist.send(...) elif rank == 1: dist.recv(...)`) are how rooted and
+        point-to-point collectives are written: every rank joins, so nothing hangs.
+        """
+        if not isinstance(guard, ast.If):
+            return False
+        in_body = any(node is call for stmt in guard.body for node in ast.walk(stmt))
+        other = guard.orelse if in_body else guard.body
+        return any(
+            isinstance(node, ast.Call)
+            and collective_name(node, self.names, self.module_functions) is not None
+            for stmt in other
+            for node in ast.walk(stmt)
+        )
+
     def _check_collective(self, call: ast.Call) -> None:
         name = collective_name(call, self.names, self.module_functions)
         if name is None:
@@ -75,6 +93,8 @@ class CollectiveRules(RuleContext):
         if guard is None or guard.kind == Kind.SHARD:
             return
         local = self.guards.local_guard(self.tree, call)
+        if local is not None and self._other_branch_joins(local.node, call):
+            return
         function = self.tree.function(call)
         if local is not None:
             where = f"under the main-process guard at line {getattr(local.node, 'lineno', '?')}"
