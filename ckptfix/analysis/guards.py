@@ -230,6 +230,8 @@ def _exit_kind(stmt: ast.stmt) -> str | None:
 
 def _identifier_kind(name: str) -> Kind | None:
     lowered = name.lower()
+    if lowered.lstrip("_").startswith(("is_", "has_", "should_", "can_", "same_")):
+        return None  # a yes/no question about ranks (`_is_same_rank(...)`), not a rank number
     if any(hint in lowered for hint in catalog.SHARD_RANK_HINTS) or "data_parallel" in lowered:
         return Kind.SHARD
     if lowered in {"gpu", "gpu_id", "device_id", "local_rank"} or any(

@@ -164,3 +164,16 @@ def exchange(t, rank):
         print("waiting")
 """
     assert [f.line for f in check_source(source) if f.code == "CKP006"] == [6]
+
+
+def test_a_boolean_question_about_ranks_is_not_a_rank_number():
+    # `not self._is_same_rank(i)` is not `rank == 0` (seen in torch's pipelining stage).
+    source = """
+import torch.distributed as dist
+
+class Stage:
+    def forward_vote(self, acc, peer):
+        if not self.is_last and not self._is_same_rank(self.stage_index + 1):
+            dist.send(acc, dst=peer)
+"""
+    assert [f for f in check_source(source) if f.code == "CKP006"] == []
