@@ -61,7 +61,8 @@ def bench_barriers(world: int, rounds: int, per_round: int) -> tuple[list[float]
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [
-        ctx.Process(target=_barrier_rank, args=(r, world, port, rounds, per_round, queue)) for r in range(world)
+        ctx.Process(target=_barrier_rank, args=(r, world, port, rounds, per_round, queue))
+        for r in range(world)
     ]
     for proc in procs:
         proc.start()
@@ -122,7 +123,9 @@ def _spread(values: list[float], scale: float, unit: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--barriers", type=int, default=200, help="barriers per round")
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[1, 200])
@@ -138,7 +141,8 @@ def main() -> None:
     for world in args.worlds:
         plain, ours = bench_barriers(world, args.rounds, args.barriers)
         ratio = statistics.median(ours) / statistics.median(plain)
-        print(f"| per call | {world} | {_spread(plain, 1e3, 'ms')} | {_spread(ours, 1e3, 'ms')} | {ratio:.2f}x |")
+        cells = f"{_spread(plain, 1e3, 'ms')} | {_spread(ours, 1e3, 'ms')}"
+        print(f"| per call | {world} | {cells} | {ratio:.2f}x |")
     print("\n| save | size | torch.save | torch.save+fsync | atomic_save | atomic / durable |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes_mb:
