@@ -128,17 +128,14 @@ class Names:
 
     def resolve(self, expr: ast.expr) -> str | None:
         """Canonical dotted name an expression refers to, or None when it is not an imported name."""
-        parts: list[str] = []
-        while isinstance(expr, ast.Attribute):
-            parts.append(expr.attr)
-            expr = expr.value
-        if not isinstance(expr, ast.Name):
+        spelled = dotted(expr)
+        if spelled is None:
             return None
-        root = self.imports.get(expr.id)
+        head, _, rest = spelled.partition(".")
+        root = self.imports.get(head)
         if root is None:
             return None
-        parts.append(root)
-        return canonical(".".join(reversed(parts)))
+        return canonical(f"{root}.{rest}" if rest else root)
 
     def local_for(self, target: str) -> str | None:
         """A module-level name already bound to `target` (e.g. `dist` for torch.distributed)."""
