@@ -2,9 +2,9 @@
 
 Why not `dist.barrier()`: on nccl/xccl it blocks inside the device runtime, and the guide's
 `dist.barrier(timeout=120)` raises TypeError (the keyword takes a timedelta, and only since torch
-2.12), which its try/except then hides. Here every barrier is an `all_gather` of two small integers
-on a gloo group, waited on with a per-call timeout: gloo honours it on every waiting rank, also when
-rank 0 (usually the slow writer) is the late one. The integers carry each rank's save status and
+2.12), which its try/except then hides. Here every barrier is an `all_reduce` of two small integers
+on a gloo group with a per-call timeout: gloo honours it on every waiting rank, also when rank 0
+(usually the slow writer) is the late one. The integers carry whether any rank's save failed and
 rank 0's error policy, so the writer's failure reaches every rank with the barrier itself.
 
 Each rank also marks its arrival in the process group's store before waiting; on a timeout the ranks
@@ -13,6 +13,7 @@ whose mark is missing are the late or dead ones, and every rank's error names th
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
@@ -55,10 +56,25 @@ class _SyncState:
 _state = _SyncState()
 
 
+def _forget_process_groups() -> None:
+    """Drop our references to process groups before the interpreter shuts down.
+
+    A process group that outlives destroy_process_group() only through a Python reference is
+    destroyed during interpreter finalization, where gloo's destructor can abort the process
+    ("terminate called without an active exception"; seen here under torchrun with plain torch
+    too). Releasing them in an atexit hook destroys them while the interpreter is still whole.
+    """
+    global _state
+    _state = _SyncState()
+
+
 def _state_for(dist: ModuleType | None) -> _SyncState:
     global _state
     world = dist.group.WORLD if dist is not None else None
     if _state.world is not world:
+        if world is not None and _state.world is None:
+            atexit.unregister(_forget_process_groups)
+            atexit.register(_forget_process_groups)
         _state = _SyncState(world=world, pending=_state.pending if world is None else [])
     return _state
 
@@ -172,12 +188,16 @@ def _synchronize(name: str, seconds: float) -> None:
                 "barrier group now, without this barrier's timeout"
             )
             init_sync()
+        # True/False: the barrier carried every rank's status; None: it could not, ask the store.
+        any_failed: bool | None = None
         if path in ("side_group", "default_group"):
             group = state.side_group if path == "side_group" else None
-            statuses = _gather_status(dist, torch, group, world, bool(mine), policy == "raise", seconds)
+            any_failed, rank0_raises = _reduce_status(
+                dist, torch, group, bool(mine), policy == "raise", seconds
+            )
+            policy = "raise" if rank0_raises else "continue"
         else:
             _timed_barrier(dist, path, seconds)
-            statuses = None
     except Exception as exc:
         state.broken = f"'{name}' #{sequence}"
         missing = _missing_ranks(store, world, sequence)
@@ -185,31 +205,38 @@ def _synchronize(name: str, seconds: float) -> None:
         get_logger().error("%s", message)
         raise CheckpointSyncError(message, barrier=name, timeout=seconds, missing_ranks=missing) from exc
 
-    if statuses is None:
-        failures = _failures_from_store(store, world, sequence)
+    if any_failed is False:
+        failures = []
+    elif store is None:
+        failures = (
+            [SaveFailure(rank=-1, path="a checkpoint", reason="details in the writer's log")]
+            if any_failed
+            else []
+        )
     else:
-        failed_ranks = [r for r, (failed, _) in enumerate(statuses) if failed]
-        failures = [_failure_from_store(store, sequence, r) for r in failed_ranks]
-        policy = "raise" if statuses[0][1] else "continue"
+        failures = _failures_from_store(store, world, sequence)
     get_logger().debug("%s barrier #%d passed in %.3f s", name, sequence, time.monotonic() - started)
     _settle(failures, policy)
 
 
-def _gather_status(
-    dist: ModuleType,
-    torch: ModuleType,
-    group: Any,
-    world: int,
-    failed: bool,
-    raise_policy: bool,
-    seconds: float,
-) -> list[tuple[int, int]]:
-    """All-gather (failed, raise_policy) from every rank on a gloo group, with a per-call timeout."""
-    mine = torch.tensor([int(failed), int(raise_policy)], dtype=torch.int32)
-    gathered = [torch.zeros(2, dtype=torch.int32) for _ in range(world)]
-    work = dist.all_gather(gathered, mine, group=group, async_op=True)
-    work.wait(timeout=timedelta(seconds=seconds))
-    return [(int(t[0]), int(t[1])) for t in gathered]
+def _reduce_status(
+    dist: ModuleType, torch: ModuleType, group: Any, failed: bool, raise_policy: bool, seconds: float
+) -> tuple[bool, bool]:
+    """All-reduce (any rank failed, rank 0's policy is raise) on a gloo group, with a per-call timeout.
+
+    An all_reduce of two integers costs about what a barrier does; which ranks failed, and why, is
+    read from the store only when one did. The timeout goes into the collective's own options, so
+    gloo aborts the operation itself: `async_op=True` + `work.wait(timeout)` would only stop waiting
+    and leave the operation pending, so that a late rank could still complete it on its own, and
+    the process could not exit while it was pending (measured here).
+    """
+    status = torch.tensor([int(failed), int(raise_policy and dist.get_rank() == 0)], dtype=torch.int32)
+    options = dist.AllreduceOptions()
+    options.reduceOp = dist.ReduceOp.MAX
+    options.timeout = timedelta(seconds=seconds)
+    process_group = group if group is not None else dist.group.WORLD
+    process_group.allreduce([status], options).wait()
+    return bool(status[0]), bool(status[1])
 
 
 def _timed_barrier(dist: ModuleType, path: str, seconds: float) -> None:
@@ -295,28 +322,16 @@ def _timeout_message(
     return head + body + tail
 
 
-def _failure_from_store(store: Any, sequence: int, rank: int) -> SaveFailure:
-    if store is not None:
-        try:
-            records = json.loads(store.get(_failure_key(sequence, rank)))
-            first = records[0]
-            return SaveFailure(rank=rank, path=first["path"], reason=first["reason"])
-        except Exception:  # details are best-effort; the failure itself is known from the barrier
-            pass
-    return SaveFailure(rank=rank, path="<unknown path>", reason=f"see rank {rank}'s log")
-
-
 def _failures_from_store(store: Any, world: int, sequence: int) -> list[SaveFailure]:
-    """Failures for the barrier fallback, where the barrier itself carries no status."""
-    if store is None:
-        return []
+    """Which ranks failed before this barrier, and why, as each published it before entering."""
     if int(store.add(_failure_count_key(sequence), 0)) == 0:
         return []
-    return [
-        _failure_from_store(store, sequence, r)
-        for r in range(world)
-        if store.check([_failure_key(sequence, r)])
-    ]
+    failures: list[SaveFailure] = []
+    for rank in range(world):
+        key = _failure_key(sequence, rank)
+        if store.check([key]):
+            failures.extend(SaveFailure(**record) for record in json.loads(store.get(key)))
+    return failures
 
 
 def _settle(failures: list[SaveFailure], policy: settings.SaveErrorPolicy) -> None:
@@ -325,7 +340,8 @@ def _settle(failures: list[SaveFailure], policy: settings.SaveErrorPolicy) -> No
         return
     logger = get_logger()
     for failure in failures:
-        logger.warning("rank %d's save of %s failed: %s", failure.rank, failure.path, failure.reason)
+        who = f"rank {failure.rank}'s" if failure.rank >= 0 else "a rank's"
+        logger.warning("%s save of %s failed: %s", who, failure.path, failure.reason)
     if policy == "continue":
         logger.warning(
             "training continues without that checkpoint (%s=continue)", settings.SAVE_ERROR_POLICY_ENV
