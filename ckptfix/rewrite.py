@@ -297,8 +297,16 @@ class _Applier(cst.CSTTransformer):
             self._replace_argument(stmt, edit.dest, cst.Name(edit.handle_name)),
             *self._statements("{fh}.flush()\n{os}.fsync({fh}.fileno())", extra=names),
         ]
-        produced.append(with_stmt.with_changes(body=with_stmt.body.with_changes(body=body)))
-        produced += self._statements("{os}.replace({tmp}, __path__)", {"__path__": path}, extra=names)
+        write = [
+            with_stmt.with_changes(body=with_stmt.body.with_changes(body=body)),
+            *self._statements("{os}.replace({tmp}, __path__)", {"__path__": path}, extra=names),
+        ]
+        # A failed write must not leave its temp file behind (a full disk would keep it full).
+        cleanup = self._statements(
+            "try:\n    pass\nfinally:\n    if {os}.path.exists({tmp}):\n        {os}.remove({tmp})", extra=names
+        )[0]
+        assert isinstance(cleanup, cst.Try)
+        produced.append(cleanup.with_changes(body=cleanup.body.with_changes(body=write)))
         return produced
 
     def _guard(self, inner: list[Statement], wrap: WrapGuard, path: cst.BaseExpression | None) -> Statement:

@@ -127,11 +127,15 @@ def test_inline_atomic_write() -> None:
     assert (
         "        checkpoint_path = os.path.join(d, 'c.pt')\n"
         '        tmp_path = os.fspath(checkpoint_path) + ".tmp"\n'
-        '        with open(tmp_path, "wb") as checkpoint_file:\n'
-        "            torch.save(m, checkpoint_file)\n"
-        "            checkpoint_file.flush()\n"
-        "            os.fsync(checkpoint_file.fileno())\n"
-        "        os.replace(tmp_path, checkpoint_path)\n"
+        "        try:\n"
+        '            with open(tmp_path, "wb") as checkpoint_file:\n'
+        "                torch.save(m, checkpoint_file)\n"
+        "                checkpoint_file.flush()\n"
+        "                os.fsync(checkpoint_file.fileno())\n"
+        "            os.replace(tmp_path, checkpoint_path)\n"
+        "        finally:\n"
+        "            if os.path.exists(tmp_path):\n"
+        "                os.remove(tmp_path)\n"
     ) in after
     assert after.startswith("import os\nimport torch\nimport torch.distributed as dist\ndef")
 
