@@ -302,9 +302,8 @@ class _Applier(cst.CSTTransformer):
             *self._statements("{os}.replace({tmp}, __path__)", {"__path__": path}, extra=names),
         ]
         # A failed write must not leave its temp file behind (a full disk would keep it full).
-        cleanup = self._statements(
-            "try:\n    pass\nfinally:\n    if {os}.path.exists({tmp}):\n        {os}.remove({tmp})", extra=names
-        )[0]
+        template = "try:\n    pass\nfinally:\n    if {os}.path.exists({tmp}):\n        {os}.remove({tmp})"
+        cleanup = self._statements(template, extra=names)[0]
         assert isinstance(cleanup, cst.Try)
         produced.append(cleanup.with_changes(body=cleanup.body.with_changes(body=write)))
         return produced

@@ -56,8 +56,3 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "train.py").write_text(BAD)
     (tmp_path / "util.py").write_text(CLEAN)
     return tmp_path
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here, not in pyproject.toml (owned elsewhere): `-m "not slow"` skips the pre-commit runs.
-    config.addinivalue_line("markers", "slow: runs external programs that install packages (minutes)")
