@@ -190,8 +190,20 @@ def _symbols(needed: set[str], names: Names) -> tuple[dict[str, str], list[str]]
             runtime_parts.append(symbol if local == symbol else f"{symbol} as {local}")
         mapping[symbol] = local
     if runtime_parts:
-        imports.append(f"from {catalog.RUNTIME_MODULE} import {', '.join(runtime_parts)}")
+        imports.append(_from_import(catalog.RUNTIME_MODULE, runtime_parts))
     return mapping, imports
+
+
+# Black's and ruff's default line length: a longer import is wrapped the way they would wrap it.
+_IMPORT_LINE_LENGTH = 88
+
+
+def _from_import(module: str, names: list[str]) -> str:
+    """`from module import a, b`, or one name per line in parentheses when that would be too long."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= _IMPORT_LINE_LENGTH:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {name},\n" for name in names) + ")"
 
 
 def _import_anchor(tree: Tree, plan: Plan) -> tuple[Key, bool]:

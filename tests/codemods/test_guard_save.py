@@ -250,9 +250,13 @@ def test_file_defining_its_own_is_main_process() -> None:
         """
     )
     after = rewrite(before, **ONLY_001)
+    # Longer than 88 characters on one line: wrapped as black and ruff would wrap it.
     assert (
-        "from ckptfix.runtime import is_main_process as ckptfix_is_main_process, report_save_failure" in after
-    )
+        "from ckptfix.runtime import (\n"
+        "    is_main_process as ckptfix_is_main_process,\n"
+        "    report_save_failure,\n"
+        ")\n"
+    ) in after
     assert "if ckptfix_is_main_process():" in after
     assert "def is_main_process():" in after
 
@@ -406,7 +410,12 @@ def test_one_line_bodies_become_blocks() -> None:
     assert after == (
         "import os; import torch\n"
         "import torch.distributed as dist\n"
-        "from ckptfix.runtime import atomic_save, checkpoint_barrier, is_main_process, report_save_failure\n"
+        "from ckptfix.runtime import (\n"
+        "    atomic_save,\n"
+        "    checkpoint_barrier,\n"
+        "    is_main_process,\n"
+        "    report_save_failure,\n"
+        ")\n"
         "def f(m, p, epoch):\n"
         "    if epoch % 5 == 0:\n"
         "        if is_main_process():\n"
