@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ckptfix.runtime import atomic_save
-from tests.runtime.faults import full_disk
+from fixtures.full_disk import full_disk
 
 
 def _entries(directory: Path) -> list[str]:

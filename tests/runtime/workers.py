@@ -18,7 +18,7 @@ from ckptfix.runtime import (
     is_main_process,
     report_save_failure,
 )
-from tests.runtime.faults import full_disk
+from fixtures.full_disk import full_disk
 
 
 def barriers_pass(rank: int, world: int, use_init_sync: bool) -> dict[str, Any]:
