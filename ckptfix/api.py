@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import ast
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ckptfix.analysis import catalog
 from ckptfix.analysis.checker import Analysis, Issue, analyze
 from ckptfix.analysis.distributed import has_distributed_marker
 from ckptfix.analysis.names import Names
-from ckptfix.analysis.plan import MODULE_SYMBOLS, RUNTIME_SYMBOLS, CallEdit, Edit, Insert, Key, Plan
+from ckptfix.analysis.plan import (
+    MODULE_SYMBOLS,
+    RUNTIME_SYMBOLS,
+    CallEdit,
+    Edit,
+    Insert,
+    Key,
+    Plan,
+    SplitGuard,
+)
 from ckptfix.analysis.tree import Tree
 from ckptfix.findings import Finding
 from ckptfix.options import Options
@@ -87,22 +96,90 @@ def check_source(source: str, path: str = "<string>", options: Options = DEFAULT
     """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each."""
     source = source.removeprefix(_BOM)
     analysis, issues = _analyze(source, path, options)
-    return _findings(path, analysis.tree, issues, {i for i, issue in enumerate(issues) if issue.edits})
+    fixable = {i for i, issue in enumerate(issues) if issue.edits}
+    splits = _splits(issues, fixable)
+    if splits and _lift(source, path, options, analysis, issues) is None:
+        fixable -= splits
+        issues = [_unliftable(issue) if i in splits else issue for i, issue in enumerate(issues)]
+    return _findings(path, analysis.tree, issues, fixable)
 
 
 def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
-    """Rewrite every fixable, unsuppressed finding of one file's text in one pass."""
+    """Rewrite every fixable, unsuppressed finding of one file's text.
+
+    One pass, except where CKP006 lifts main-process guards off collectives: those move first, and
+    the rules run again on the result (a helper that now runs on every rank needs its writes guarded).
+    """
     bom = _BOM if source.startswith(_BOM) else ""
     source = source.removeprefix(_BOM)
     analysis, issues = _analyze(source, path, options)
-    fixable = [i for i, issue in enumerate(issues) if issue.edits]
+    fixable = {i for i, issue in enumerate(issues) if issue.edits}
     if not fixable:
         return FixResult(_findings(path, analysis.tree, issues, set()), None)
+    splits = _splits(issues, fixable)
+    lifted = _lift(source, path, options, analysis, issues) if splits else None
+    if lifted is not None:
+        lifted_source, lifted_analysis, lifted_issues = lifted
+        new_source, _ = _rewrite(lifted_source, path, options, lifted_analysis, lifted_issues)
+    else:
+        fixable -= splits
+        issues = [_unliftable(issue) if i in splits else issue for i, issue in enumerate(issues)]
+        new_source, fixed = _rewrite(source, path, options, analysis, [issues[i] for i in sorted(fixable)])
+        fixable = {i for n, i in enumerate(sorted(fixable)) if n in fixed}
+    findings = _findings(path, analysis.tree, issues, fixable)
+    return FixResult(findings, bom + new_source if new_source != source else None)
+
+
+def _splits(issues: list[Issue], fixable: set[int]) -> set[int]:
+    """The fixable issues whose fix lifts a main-process guard (CKP006)."""
+    return {i for i in fixable if any(isinstance(edit, SplitGuard) for edit in issues[i].edits)}
+
+
+def _unliftable(issue: Issue) -> Issue:
+    """The CKP006 finding whose guard `_lift` refused to lift: report only, and why."""
+    reason = (
+        " (not rewritten automatically: with the guard lifted, a write it protects could not be guarded"
+        " or another collective would stay guarded; move the guard inward to the write by hand)"
+    )
+    return replace(issue, message=issue.message + reason, edits=[])
+
+
+def _lift(
+    source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]
+) -> tuple[str, Analysis, list[Issue]] | None:
+    """Source with the guards lifted off collectives, and the rules' view of it; None when lifting
+    would leave a write the rules cannot guard or a collective they cannot lift (report only, then)."""
+    edits: list[list[Edit]] = [[e for e in issue.edits if isinstance(e, SplitGuard)] for issue in issues]
+    lifted_source, applied = _rewrite(source, path, options, analysis, [], [e for e in edits if e])
+    if not applied:
+        return None
+    lifted_analysis, lifted_issues = _analyze(lifted_source, path, options)
+
+    def manual(found: list[Issue], code: str) -> int:
+        return sum(issue.code == code and not issue.edits for issue in found)
+
+    if any(manual(lifted_issues, code) > manual(issues, code) for code in ("CKP001", "CKP006")):
+        return None
+    return lifted_source, lifted_analysis, lifted_issues
+
+
+def _rewrite(
+    source: str,
+    path: str,
+    options: Options,
+    analysis: Analysis,
+    issues: list[Issue],
+    edit_lists: list[list[Edit]] | None = None,
+) -> tuple[str, set[int]]:
+    """Apply the edits of the fixable `issues` (or the given edit lists); the new text and the
+    indexes of the edit lists applied in full."""
     from libcst import ParserSyntaxError  # libcst only when something is rewritten
 
     from ckptfix.rewrite import apply_plan
 
-    plan, needed, merged = _plan([issues[i].edits for i in fixable], options, analysis)
+    if edit_lists is None:
+        edit_lists = [issue.edits for issue in issues if issue.edits]
+    plan, needed, merged = _plan(edit_lists, options, analysis)
     symbols, imports = _symbols(needed, analysis.names)
     import_key = None
     if imports:
@@ -116,13 +193,13 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
         ) from exc
     if import_key is not None and import_key not in applied:
         raise RuntimeError(f"ckptfix could not place its imports in {path}")
-    fixed = {i for i in fixable if all(_edit_key(edit, merged) in applied for edit in issues[i].edits)}
     try:
         _parse(new_source, path)
     except SourceError as exc:  # a bug of ours: never hand back broken code
         raise RuntimeError(f"ckptfix produced invalid code for {path}: {exc}") from exc
-    findings = _findings(path, analysis.tree, issues, fixed)
-    return FixResult(findings, bom + new_source if new_source != source else None)
+    return new_source, {
+        n for n, edits in enumerate(edit_lists) if all(_edit_key(edit, merged) in applied for edit in edits)
+    }
 
 
 def _edit_key(edit: Edit, merged: dict[tuple[object, str], Key]) -> object:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from ckptfix.analysis.plan import CallEdit, InlineAtomic, Key, Plan, Span, WrapGuard
+from ckptfix.analysis.plan import CallEdit, InlineAtomic, Key, Plan, Span, SplitGuard, WrapGuard
 from ckptfix.analysis.saves import ArgRef
 
 
@@ -217,7 +217,9 @@ class _Applier(cst.CSTTransformer):
                 if wrap.hoist_name is not None and wrap.obj is not None:
                     hoisted, stmt = self._hoist(stmt, wrap.obj, wrap.hoist_name)
             produced: list[Statement]
-            if key in self.plan.unwraps and isinstance(stmt, cst.Try):
+            if key in self.plan.splits and isinstance(stmt, cst.If):
+                produced = self._split(stmt, self.plan.splits[key])
+            elif key in self.plan.unwraps and isinstance(stmt, cst.Try):
                 produced = list(stmt.body.body)  # type: ignore[arg-type]
             elif key in self.plan.atomics:
                 produced = self._atomic(stmt, self.plan.atomics[key])
@@ -227,7 +229,12 @@ class _Applier(cst.CSTTransformer):
             if wrap is not None:
                 followers = list(updated[index + 1 : index + 1 + wrap.followers])
                 consumed += len(followers)
-                produced = [*hoisted, self._guard([*produced, *followers], wrap, path)]
+                preceders = out[len(out) - wrap.preceders :] if wrap.preceders else []
+                if preceders:
+                    del out[-len(preceders) :]
+                    leading = [*preceders[0].leading_lines, *leading]
+                    preceders[0] = preceders[0].with_changes(leading_lines=())
+                produced = [*hoisted, self._guard([*preceders, *produced, *followers], wrap, path)]
             result = [
                 *(s for insert in self.plan.before.get(key, []) for s in self._statements(insert.template)),
                 *produced,
@@ -307,6 +314,32 @@ class _Applier(cst.CSTTransformer):
         assert isinstance(cleanup, cst.Try)
         produced.append(cleanup.with_changes(body=cleanup.body.with_changes(body=write)))
         return produced
+
+    def _split(self, stmt: cst.If, edit: SplitGuard) -> list[Statement]:
+        """`if A and main: lifted...; rest...` -> `if A: lifted...; if main: rest...` (no `A`: the
+        lifted statements and the smaller guard take the `if`'s place)."""
+        body: list[Statement]
+        if isinstance(stmt.body, cst.SimpleStatementSuite):  # `if rank == 0: save(...)`
+            body = [cst.SimpleStatementLine(body=[small]) for small in stmt.body.body]
+            body[-1] = body[-1].with_changes(trailing_whitespace=stmt.body.trailing_whitespace)
+        else:
+            body = list(stmt.body.body)  # type: ignore[arg-type]
+        self.applied.add(edit.key)
+        lifted, rest = body[: edit.lifted], body[edit.lifted :]
+        if rest:
+            leading = rest[0].leading_lines
+            rest[0] = rest[0].with_changes(leading_lines=())
+            lifted.append(
+                cst.If(
+                    test=self._expression(edit.main_test),
+                    body=cst.IndentedBlock(body=rest),
+                    leading_lines=leading,
+                )
+            )
+        if edit.test is None:
+            return lifted
+        block = stmt.body if isinstance(stmt.body, cst.IndentedBlock) else cst.IndentedBlock(body=[])
+        return [stmt.with_changes(test=self._expression(edit.test), body=block.with_changes(body=lifted))]
 
     def _guard(self, inner: list[Statement], wrap: WrapGuard, path: cst.BaseExpression | None) -> Statement:
         binding = " as {exc}" if wrap.exc_name else ""

@@ -210,25 +210,33 @@ RULES: dict[str, Rule] = {
                 load_state, get_state_dict, save_16bit_model, save_checkpoint, load_checkpoint,
                 gather_for_metrics, all_reduce, all_gather(_object), broadcast_object_list,
                 reduce_scatter.
-                Fix: move the guard inward to the write; gather state on every rank. Reported, not
-                rewritten.
+                Fix: the guard moves inward to the write. A guarded call of a helper of the module that
+                reaches a collective loses its guard (or the guard's `rank == 0` clause, keeping
+                `step % N == 0`), and the writes inside the helper get CKP001's guard; collectives at the
+                head of a guarded block move above the guard, the rest stays under it. State that exists
+                on rank 0 only (a consolidated ZeroRedundancyOptimizer's state_dict()) is built under
+                the guard. Report only, with the reason, when the guard is a decorator, an early exit,
+                has an else branch or an elif, when code before the collective would then run on every
+                rank, and for rank-divergent `break`s and stop flags.
                 """
             ),
             before=_text(
                 """\
-                if rank == 0:
+                if step % 100 == 0 and rank == 0:
                     optimizer.consolidate_state_dict(to=0)
                     torch.save(optimizer.state_dict(), p)
                 """
             ),
             after=_text(
                 """\
-                optimizer.consolidate_state_dict(to=0)
-                if rank == 0:
-                    torch.save(optimizer.state_dict(), p)
+                if step % 100 == 0:
+                    optimizer.consolidate_state_dict(to=0)
+                    if rank == 0:
+                        atomic_save(optimizer.state_dict(), p)
+                checkpoint_barrier(timeout=120)
                 """
             ),
-            fixable=False,
+            fixable=True,
         ),
         Rule(
             code="CKP007",

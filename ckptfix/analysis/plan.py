@@ -32,6 +32,8 @@ class WrapGuard:
     dest: ArgRef | None
     obj: ArgRef | None
     hoist_name: str | None
+    preceders: int  # statements just before `key` that move under the guard with it (they build
+    # state that only the main process may read, like a consolidated ZeroRedundancyOptimizer's)
     exc_name: str | None  # None: the handler does not need the exception (logging.exception)
     test: str  # template of the guard's condition
     handler: str  # template of the except body; `__path__` stands for the destination
@@ -55,6 +57,21 @@ class UnwrapTry:
     """CKP007: replace a try/except that swallows a barrier's error by the try's body."""
 
     key: Key
+    symbols: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SplitGuard:
+    """CKP006: the first `lifted` statements of the main-process `if` at `key` reach collectives; they
+    move out from under the main-process test. `test` is what remains of the condition (the other
+    `and` clauses; None: nothing, the statements move into the enclosing block); the rest of the body
+    stays under `main_test`. The rewrite runs in a first pass, and the analysis then runs again on its
+    result, so that the writes inside a helper that now runs on every rank get CKP001's guard."""
+
+    key: Key
+    lifted: int
+    test: str | None
+    main_test: str
     symbols: frozenset[str] = frozenset()
 
 
@@ -84,7 +101,7 @@ class CallEdit:
     symbols: frozenset[str] = frozenset()
 
 
-Edit = WrapGuard | InlineAtomic | UnwrapTry | Insert | CallEdit
+Edit = WrapGuard | InlineAtomic | UnwrapTry | SplitGuard | Insert | CallEdit
 
 
 @dataclass
@@ -94,6 +111,7 @@ class Plan:
     wraps: dict[Key, WrapGuard] = field(default_factory=dict)
     atomics: dict[Key, InlineAtomic] = field(default_factory=dict)
     unwraps: dict[Key, UnwrapTry] = field(default_factory=dict)
+    splits: dict[Key, SplitGuard] = field(default_factory=dict)
     before: dict[Key, list[Insert]] = field(default_factory=dict)
     after: dict[Key, list[Insert]] = field(default_factory=dict)
     calls: dict[Span, CallEdit] = field(default_factory=dict)
@@ -105,6 +123,8 @@ class Plan:
             self.atomics[edit.key] = edit
         elif isinstance(edit, UnwrapTry):
             self.unwraps[edit.key] = edit
+        elif isinstance(edit, SplitGuard):
+            self.splits[edit.key] = edit
         elif isinstance(edit, Insert):
             table = self.after if edit.after else self.before
             inserts = table.setdefault(edit.key, [])
@@ -114,4 +134,11 @@ class Plan:
             self.calls[edit.span] = edit
 
     def statement_keys(self) -> set[Key]:
-        return set(self.wraps) | set(self.atomics) | set(self.unwraps) | set(self.before) | set(self.after)
+        return (
+            set(self.wraps)
+            | set(self.atomics)
+            | set(self.unwraps)
+            | set(self.splits)
+            | set(self.before)
+            | set(self.after)
+        )

@@ -5,10 +5,14 @@ from __future__ import annotations
 import ast
 
 from ckptfix.analysis.collectives import collective_name, is_barrier_call
-from ckptfix.analysis.guards import Kind
+from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted, last_name
-from ckptfix.analysis.rules.context import RuleContext, loop_of
+from ckptfix.analysis.plan import Edit, SplitGuard
+from ckptfix.analysis.rules.context import RuleContext, exits_early, loop_of
 from ckptfix.analysis.tree import walk_local
+
+# Calls an assignment may make and still be moved out of a main-process guard (they only compute a value).
+_PURE_CALLS = frozenset({"os.path.join", "str", "int", "float", "len", "max", "min", "round", "format"})
 
 
 class CollectiveRules(RuleContext):
@@ -95,13 +99,158 @@ class CollectiveRules(RuleContext):
         local = self.guards.local_guard(self.tree, call)
         if local is not None and self._other_branch_joins(local.node, call):
             return
-        function = self.tree.function(call)
         if local is not None:
             where = f"under the main-process guard at line {getattr(local.node, 'lineno', '?')}"
         else:
-            where = f"in `{function.name if function else '?'}`, which only the main process calls"
+            where = self._guarded_chain(call)
+        lifted = self._lift(call, frozenset())
+        if isinstance(lifted, str):
+            how = f" (not rewritten automatically: {lifted}; move the guard inward to the write by hand)"
+            edits: list[Edit] = []
+        else:
+            how = ""
+            edits = list(lifted)
         self._issue(
             "CKP006",
             call,
-            f"collective `{name}` {where}: the other ranks never join it and the main process hangs",
+            f"collective `{name}` {where}: the other ranks never join it and the main process hangs{how}",
+            edits,
+        )
+
+    def _guarded_chain(self, node: ast.AST) -> str:
+        """ "in `h1` <- `h2`, which only the main process runs (called at line 40 under the guard at
+        line 39)": the helpers from the collective up to where the guard is."""
+        functions: list[str] = []
+        origin = "all its callers are guarded"
+        seen: set[int] = set()
+        current: ast.AST = node
+        while (function := self.tree.function(current)) is not None and id(function) not in seen:
+            seen.add(id(function))
+            functions.append(f"`{function.name}`")
+            if self.guards.decorator_kind(function) is not None:
+                origin = f"decorated at line {function.lineno}"
+                break
+            guarded = [s for s in self.graph.sites[id(function)] if self.graph.guard(s) is not None]
+            if not guarded:
+                break
+            current = guarded[0]
+            local = self.guards.local_guard(self.tree, current)
+            if local is not None:
+                origin = (
+                    f"called at line {getattr(current, 'lineno', '?')} under the guard at line "
+                    f"{getattr(local.node, 'lineno', '?')}"
+                )
+                break
+        return f"in {' <- '.join(functions)}, which only the main process runs ({origin})"
+
+    # --- the fix ---------------------------------------------------------------------------------------
+    def _lift(self, node: ast.AST, seen: frozenset[int]) -> list[SplitGuard] | str:
+        """Edits that take `node` out from under every main-process guard it runs under: its own
+        guard `if`, and the guarded call sites of the helpers that lead to it. A reason instead when
+        some guard cannot be lifted safely (a decorator, an early exit, an else branch, ...)."""
+        edits: list[SplitGuard] = []
+        local = self.guards.local_guard(self.tree, node)
+        if local is not None:
+            split = self._split(local, node)
+            if isinstance(split, str):
+                return split
+            edits.append(split)
+        function = self.tree.function(node)
+        if function is None or self.graph.function_guard(function) is None:
+            return edits
+        if self.guards.decorator_kind(function) is not None:
+            return f"`{function.name}` is decorated to run on the main process only"
+        if id(function) in seen:
+            return f"`{function.name}` is recursive"
+        sites = self.graph.sites[id(function)]
+        if not all(isinstance(site, ast.Call) for site in sites):
+            return f"`{function.name}` is passed around as a value, not only called"
+        for site in sites:
+            if self.graph.guard(site) is None:
+                continue
+            sub = self._lift(site, seen | {id(function)})
+            if isinstance(sub, str):
+                return sub
+            edits.extend(sub)
+        return edits
+
+    def _split(self, guard: Guard, node: ast.AST) -> SplitGuard | str:
+        """Split the guard `if` so that the statements reaching collectives run on every rank."""
+        test = guard.node
+        if not isinstance(test, ast.If) or guard.exit is not None:
+            return "the guard is an early exit or an expression, not an `if` around the call"
+        if test.orelse:
+            return f"the guard at line {test.lineno} has an else branch"
+        parent = self.tree.parent.get(id(test))
+        if isinstance(parent, ast.If) and any(s is test for s in parent.orelse):
+            return f"the guard at line {test.lineno} is an elif"
+        other_guard = self.guards.local_guard(self.tree, test) or self.guards.local_guard(
+            self.tree, node, stop=test
+        )
+        if other_guard is not None:
+            return f"the call is under a second guard at line {getattr(other_guard.node, 'lineno', '?')}"
+        clauses = (
+            test.test.values
+            if isinstance(test.test, ast.BoolOp) and isinstance(test.test.op, ast.And)
+            else [test.test]
+        )
+        main = [c for c in clauses if self.guards.classify(c) is not None]
+        others = [c for c in clauses if self.guards.classify(c) is None]
+        if not main:
+            return f"the main-process test at line {test.lineno} is not a clause of its own"
+        first_main = clauses.index(main[0])
+        if any(
+            any(isinstance(n, ast.Call) for n in ast.walk(c))
+            for c in clauses[first_main + 1 :]
+            if c in others
+        ):
+            return f"the other clauses of the test at line {test.lineno} would run on every rank"
+        reaching = [i for i, stmt in enumerate(test.body) if self._reaches_collective(stmt)]
+        if not reaching:
+            return f"the collective is not in the body of the guard at line {test.lineno}"
+        lifted = reaching[-1] + 1
+        for stmt in test.body[:lifted]:
+            if exits_early(stmt):
+                return f"the guarded code at line {stmt.lineno} returns, breaks or continues"
+            if not (self._reaches_collective(stmt) or self._computes_only(stmt)):
+                return f"line {stmt.lineno}, before the collective in the guard, would run on every rank"
+        return SplitGuard(
+            key=self.key(test),
+            lifted=lifted,
+            test=" and ".join(self._clause_text(c) for c in others) or None,
+            main_test=" and ".join(self._clause_text(c) for c in main),
+        )
+
+    def _clause_text(self, clause: ast.expr) -> str:
+        """Source of one `and` clause, parenthesized where `and` would bind it differently; braces
+        escaped for the template engine."""
+        text = self.tree.text(clause)
+        if "\n" in text or isinstance(clause, ast.BoolOp | ast.IfExp | ast.NamedExpr | ast.Lambda):
+            text = f"({text})"
+        return text.replace("{", "{{").replace("}", "}}")
+
+    def _reaches_collective(self, stmt: ast.stmt) -> bool:
+        def direct(call: ast.Call) -> bool:
+            return collective_name(call, self.names, self.module_functions) is not None
+
+        for node in [stmt, *walk_local(stmt)]:
+            if isinstance(node, ast.Call) and (
+                direct(node)
+                or any(self.graph.reaches(f, direct) is not None for f in self.graph.targets(node))
+            ):
+                return True
+        return False
+
+    def _computes_only(self, stmt: ast.stmt) -> bool:
+        """An assignment to names that only computes a value (a path, a step count)."""
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            return False
+        return all(isinstance(t, ast.Name) for t in targets) and all(
+            self.names.resolve(n.func) in _PURE_CALLS or dotted(n.func) in _PURE_CALLS
+            for n in ast.walk(value)
+            if isinstance(n, ast.Call)
         )

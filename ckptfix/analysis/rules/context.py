@@ -149,3 +149,21 @@ def loop_of(tree: Tree, node: ast.AST) -> ast.AST | None:
         if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
             return None
     return None
+
+
+def exits_early(stmt: ast.stmt) -> bool:
+    """`stmt` contains a return, or a break/continue that leaves the loop around it."""
+
+    def visit(node: ast.AST, in_loop: bool) -> bool:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                continue
+            if isinstance(child, ast.Return):
+                return True
+            if isinstance(child, ast.Break | ast.Continue) and not in_loop:
+                return True
+            if visit(child, in_loop or isinstance(child, LOOPS)):
+                return True
+        return False
+
+    return isinstance(stmt, ast.Return) or visit(stmt, isinstance(stmt, LOOPS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 
 from ckptfix.analysis.plan import Edit, Insert
-from ckptfix.analysis.rules.context import RuleContext, contains_loop
+from ckptfix.analysis.rules.context import RuleContext, contains_loop, exits_early
 from ckptfix.analysis.saves import Save
 from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
 
@@ -83,7 +83,7 @@ class BarrierPlacement(RuleContext):
         if escapes:
             return None
         anchor = self._anchor_statement(node)
-        if _exits_early(anchor) or not self.tree.alone_on_line(anchor):
+        if exits_early(anchor) or not self.tree.alone_on_line(anchor):
             return None
         return [anchor]
 
@@ -129,21 +129,3 @@ def _is_main_block(node: ast.If) -> bool:
         and test.left.id == "__name__"
         and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
     )
-
-
-def _exits_early(stmt: ast.stmt) -> bool:
-    """`stmt` contains a return, or a break/continue that leaves the loop around it."""
-
-    def visit(node: ast.AST, in_loop: bool) -> bool:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-                continue
-            if isinstance(child, ast.Return):
-                return True
-            if isinstance(child, ast.Break | ast.Continue) and not in_loop:
-                return True
-            if visit(child, in_loop or isinstance(child, LOOPS)):
-                return True
-        return False
-
-    return isinstance(stmt, ast.Return) or visit(stmt, isinstance(stmt, LOOPS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 
 from ckptfix.analysis import catalog
 from ckptfix.analysis.collectives import collective_name, contains_collective
@@ -76,13 +77,19 @@ class SaveRules(BarrierPlacement):
         if not self.tree.alone_on_line(stmt):
             return []
         obj = argument(call, save.obj)
-        # The object may gather state collectively (FSDP state_dict): it keeps running on every rank.
+        main_only = self._main_only_state(call)
+        # The object may gather state collectively (FSDP state_dict): it keeps running on every rank,
+        # unless it reads state that exists on the main process only (then it may not gather).
         hoist = (
             save.handle_with is None
             and obj is not None
             and any(isinstance(n, ast.Call) for n in ast.walk(obj))
+            and not main_only(obj)
         )
         if self._collective_outside(stmt, obj if hoist else None):
+            return []
+        preceders = self._preceders(stmt, main_only)
+        if preceders is None:
             return []
         followers = self._success_followers(stmt)
         scope = self.tree.function(call) or self.tree.module
@@ -103,12 +110,72 @@ class SaveRules(BarrierPlacement):
                 else None,
                 obj=save.obj if hoist else None,
                 hoist_name=self._fresh_local(scope, "checkpoint_state") if hoist else None,
+                preceders=preceders,
                 exc_name=self.names.fresh("exc") if self.runtime else None,
                 test=test,
                 handler=handler,
                 symbols=symbols,
             )
         ]
+
+    def _main_only_state(self, call: ast.Call) -> Callable[[ast.AST], bool]:
+        """A test for code that reads state only the main process has: `opt.state_dict()` after
+        `opt.consolidate_state_dict()` (to rank 0, the default) in the same function. On any other rank
+        ZeroRedundancyOptimizer.state_dict() raises, so that code must move under the guard."""
+        scope = self.tree.function(call) or self.tree.module
+        consolidated = {
+            receiver
+            for node in walk_local(scope)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "consolidate_state_dict"
+            and _to_rank_zero(node)
+            and (receiver := dotted(node.func.value)) is not None
+        }
+
+        def reads(node: ast.AST) -> bool:
+            return bool(consolidated) and any(
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr == "state_dict"
+                and dotted(n.func.value) in consolidated
+                for n in ast.walk(node)
+            )
+
+        return reads
+
+    def _preceders(self, stmt: ast.stmt, main_only: Callable[[ast.AST], bool]) -> int | None:
+        """How many statements just before `stmt` must move under its guard because they read
+        main-process-only state (and only feed the write); None when such a statement cannot move
+        (it is not a plain assignment right before the write, or it makes a collective)."""
+        block, index = self.tree.block_of(stmt)
+        needed = [i for i, prev in enumerate(block[:index]) if main_only(prev)]
+        if not needed:
+            return 0
+        moved = block[needed[0] : index]
+        for prev in moved:
+            if not (
+                isinstance(prev, ast.Assign)
+                and all(isinstance(t, ast.Name) for t in prev.targets)
+                and self.tree.alone_on_line(prev)
+                and not contains_collective(prev, self.names, self.module_functions)
+            ):
+                return None
+        assigned = {
+            t.id
+            for prev in moved
+            if isinstance(prev, ast.Assign)
+            for t in prev.targets
+            if isinstance(t, ast.Name)
+        }
+        scope = self.tree.function(stmt) or self.tree.module
+        end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
+        if any(
+            isinstance(n, ast.Name) and n.id in assigned and (n.lineno, n.col_offset) > end
+            for n in walk_local(scope)
+        ):
+            return None  # read again after the write, on every rank
+        return len(moved)
 
     def _collective_outside(self, node: ast.AST, skip: ast.AST | None) -> bool:
         """A collective in `node` other than inside `skip` (the hoisted object argument)."""
@@ -199,3 +266,9 @@ class SaveRules(BarrierPlacement):
                 handle_name=self._fresh_local(scope, "checkpoint_file"),
             )
         ]
+
+
+def _to_rank_zero(call: ast.Call) -> bool:
+    """`consolidate_state_dict()` / `(0)` / `(to=0)`: the state lands on rank 0."""
+    target = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "to"), None)
+    return target is None or (isinstance(target, ast.Constant) and target.value == 0)
