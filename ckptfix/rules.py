@@ -209,7 +209,8 @@ RULES: dict[str, Rule] = {
                 redistribute, summon_full_params, optim_state_dict, wait_for_everyone, save_state,
                 load_state, get_state_dict, save_16bit_model, save_checkpoint, load_checkpoint,
                 gather_for_metrics, all_reduce, all_gather(_object), broadcast_object_list,
-                reduce_scatter.
+                reduce_scatter; and, on a receiver named for what it is, accelerator.save_model /
+                gather / reduce / barrier, trainer.save_model, fabric.save / barrier, strategy.barrier.
                 Fix: the guard moves inward to the write. A guarded call of a helper of the module that
                 reaches a collective loses its guard (or the guard's `rank == 0` clause, keeping
                 `step % N == 0`), and the writes inside the helper get CKP001's guard; collectives at the

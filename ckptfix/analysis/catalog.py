@@ -195,6 +195,18 @@ COLLECTIVE_METHODS = frozenset(
         "reduce_scatter",
     }
 )
+# Method names that are too common to match alone, matched when the receiver's name says what it is
+# (`self.accelerator.gather(t)`, `fabric.save(p, state)`). Every process must call them:
+# accelerate Accelerator.save_model / gather / reduce (accelerate/accelerator.py), transformers
+# Trainer.save_model (trainer.py: it gathers DeepSpeed/FSDP state itself and writes on process zero),
+# Lightning Fabric.save / Fabric.barrier (lightning/fabric/fabric.py) and Strategy.barrier.
+RECEIVER_COLLECTIVES: dict[str, tuple[str, ...]] = {
+    "save_model": ("accelerator", "trainer"),
+    "gather": ("accelerator",),
+    "reduce": ("accelerator",),
+    "save": ("fabric",),
+    "barrier": ("fabric", "strategy", "accelerator"),
+}
 
 # --- byte markers for the prefilter (ckptfix.api.might_need_work) ----------------------------------------
 # A write, barrier or process-group finding needs one of these words in the file.

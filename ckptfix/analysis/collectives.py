@@ -6,22 +6,26 @@ from __future__ import annotations
 import ast
 
 from ckptfix.analysis import catalog
-from ckptfix.analysis.names import Names, last_name
+from ckptfix.analysis.names import Names, dotted, last_name
 
 
 def collective_name(call: ast.Call, names: Names, module_functions: set[str]) -> str | None:
     """The collective a call makes (its canonical or method name), or None.
 
     Method calls on objects of unknown type match by name only for the specific names in
-    catalog.COLLECTIVE_METHODS, and never when the module defines a function of that name itself.
+    catalog.COLLECTIVE_METHODS, or for the common names of catalog.RECEIVER_COLLECTIVES on a receiver
+    named for what it is, and never when the module defines a function of that name itself.
     """
     resolved = names.resolve(call.func)
     if resolved is not None and resolved in catalog.COLLECTIVES:
         return resolved
-    if isinstance(call.func, ast.Attribute):
+    if isinstance(call.func, ast.Attribute) and call.func.attr not in module_functions:
         name = call.func.attr
-        if name in catalog.COLLECTIVE_METHODS and name not in module_functions:
+        if name in catalog.COLLECTIVE_METHODS:
             return resolved if resolved is not None else name
+        receiver = (last_name(call.func.value) or "").lower()
+        if any(hint in receiver for hint in catalog.RECEIVER_COLLECTIVES.get(name, ())):
+            return dotted(call.func) or name
     return None
 
 

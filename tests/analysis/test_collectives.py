@@ -19,15 +19,32 @@ from tests.codemods.helpers import codes, findings, rewrite, src
         "get_model_state_dict(model)",
         "dist.barrier()",
         "accelerator.wait_for_everyone()",
+        "dist.all_gather_object(out, objs)",
+        "dist.reduce_scatter_tensor(out, t)",
+        "dist.all_to_all_single(out, t)",
+        "dist.send(t, dst=1)",
+        "dist.new_group([0, 1])",
+        "init_device_mesh('cpu', (2,))",
+        "dcp.load(state, checkpoint_id=p)",
+        "FSDP.full_optim_state_dict(model, optimizer)",
+        "accelerator.save_state(p)",
+        "self.accelerator.gather(t)",
+        "model_engine.save_checkpoint(p)",
+        "trainer.save_model(p)",
+        "trainer.strategy.barrier()",
+        "fabric.save(p, state)",
     ],
 )
 def test_collective_directly_under_guard(body: str) -> None:
     header = (
         "import torch\nimport torch.distributed as dist\nimport torch.distributed.checkpoint as dcp\n"
         "from torch.distributed.checkpoint.state_dict import get_model_state_dict\n"
+        "from torch.distributed.device_mesh import init_device_mesh\n"
+        "from torch.distributed.fsdp import FullyShardedDataParallel as FSDP\n"
     )
     before = src(
-        f"def f(rank, t, objs, optimizer, dtensor, state, p, model, accelerator):\n"
+        f"def f(self, rank, t, out, objs, optimizer, dtensor, state, p, model, accelerator, model_engine, "
+        f"trainer, fabric):\n"
         f"    if rank == 0:\n        {body}\n",
         header,
     )
