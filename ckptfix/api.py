@@ -15,6 +15,7 @@ from ckptfix.analysis.checker import Analysis, Issue, analyze
 from ckptfix.analysis.distributed import has_distributed_marker
 from ckptfix.analysis.names import Names
 from ckptfix.analysis.plan import (
+    FIRST_PASS,
     MODULE_SYMBOLS,
     RUNTIME_SYMBOLS,
     CallEdit,
@@ -22,7 +23,6 @@ from ckptfix.analysis.plan import (
     Insert,
     Key,
     Plan,
-    SplitGuard,
 )
 from ckptfix.analysis.tree import Tree
 from ckptfix.findings import Finding
@@ -97,18 +97,19 @@ def check_source(source: str, path: str = "<string>", options: Options = DEFAULT
     source = source.removeprefix(_BOM)
     analysis, issues = _analyze(source, path, options)
     fixable = {i for i, issue in enumerate(issues) if issue.edits}
-    splits = _splits(issues, fixable)
-    if splits and _lift(source, path, options, analysis, issues) is None:
-        fixable -= splits
-        issues = [_unliftable(issue) if i in splits else issue for i, issue in enumerate(issues)]
+    first = _first_pass(issues, fixable)
+    if first and _lift(source, path, options, analysis, issues) is None:
+        fixable -= first
+        issues = [_unliftable(issue) if i in first else issue for i, issue in enumerate(issues)]
     return _findings(path, analysis.tree, issues, fixable)
 
 
 def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
     """Rewrite every fixable, unsuppressed finding of one file's text.
 
-    One pass, except where CKP006 lifts main-process guards off collectives: those move first, and
-    the rules run again on the result (a helper that now runs on every rank needs its writes guarded).
+    One pass, except where a fix changes a guard (CKP006 lifts main-process guards off collectives;
+    CKP001 may make a local-rank guard global): those edits run first, and the rules run again on the
+    result (a helper that now runs on every rank needs its writes guarded).
     """
     bom = _BOM if source.startswith(_BOM) else ""
     source = source.removeprefix(_BOM)
@@ -116,30 +117,32 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     fixable = {i for i, issue in enumerate(issues) if issue.edits}
     if not fixable:
         return FixResult(_findings(path, analysis.tree, issues, set()), None)
-    splits = _splits(issues, fixable)
-    lifted = _lift(source, path, options, analysis, issues) if splits else None
+    first = _first_pass(issues, fixable)
+    lifted = _lift(source, path, options, analysis, issues) if first else None
     if lifted is not None:
         lifted_source, lifted_analysis, lifted_issues = lifted
         new_source, _ = _rewrite(lifted_source, path, options, lifted_analysis, lifted_issues)
+        new_source = _merge_runtime_imports(new_source)
     else:
-        fixable -= splits
-        issues = [_unliftable(issue) if i in splits else issue for i, issue in enumerate(issues)]
+        fixable -= first
+        issues = [_unliftable(issue) if i in first else issue for i, issue in enumerate(issues)]
         new_source, fixed = _rewrite(source, path, options, analysis, [issues[i] for i in sorted(fixable)])
         fixable = {i for n, i in enumerate(sorted(fixable)) if n in fixed}
     findings = _findings(path, analysis.tree, issues, fixable)
     return FixResult(findings, bom + new_source if new_source != source else None)
 
 
-def _splits(issues: list[Issue], fixable: set[int]) -> set[int]:
-    """The fixable issues whose fix lifts a main-process guard (CKP006)."""
-    return {i for i in fixable if any(isinstance(edit, SplitGuard) for edit in issues[i].edits)}
+def _first_pass(issues: list[Issue], fixable: set[int]) -> set[int]:
+    """The fixable issues whose fix changes a guard (CKP006 lifts one, CKP001 makes a local one global):
+    those edits run first, and the rules run again on their result."""
+    return {i for i in fixable if any(isinstance(edit, FIRST_PASS) for edit in issues[i].edits)}
 
 
 def _unliftable(issue: Issue) -> Issue:
-    """The CKP006 finding whose guard `_lift` refused to lift: report only, and why."""
+    """A finding whose guard change `_lift` refused: report only, and why."""
     reason = (
-        " (not rewritten automatically: with the guard lifted, a write it protects could not be guarded"
-        " or another collective would stay guarded; move the guard inward to the write by hand)"
+        " (not rewritten automatically: with the guard changed, a write could not be guarded or a"
+        " collective would stay guarded; move the guard inward to the write by hand)"
     )
     return replace(issue, message=issue.message + reason, edits=[])
 
@@ -147,9 +150,10 @@ def _unliftable(issue: Issue) -> Issue:
 def _lift(
     source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]
 ) -> tuple[str, Analysis, list[Issue]] | None:
-    """Source with the guards lifted off collectives, and the rules' view of it; None when lifting
-    would leave a write the rules cannot guard or a collective they cannot lift (report only, then)."""
-    edits: list[list[Edit]] = [[e for e in issue.edits if isinstance(e, SplitGuard)] for issue in issues]
+    """Source with the guards changed (lifted off collectives, made global), and the rules' view of
+    it; None when that would leave a write the rules cannot guard or a collective they cannot lift
+    (report only, then)."""
+    edits: list[list[Edit]] = [[e for e in issue.edits if isinstance(e, FIRST_PASS)] for issue in issues]
     lifted_source, applied = _rewrite(source, path, options, analysis, [], [e for e in edits if e])
     if not applied:
         return None
@@ -161,6 +165,33 @@ def _lift(
     if any(manual(lifted_issues, code) > manual(issues, code) for code in ("CKP001", "CKP006")):
         return None
     return lifted_source, lifted_analysis, lifted_issues
+
+
+def _merge_runtime_imports(source: str) -> str:
+    """One `from ckptfix.runtime import ...` where each pass added its own next to the other."""
+    module = ast.parse(source)
+    body = module.body
+    for index, stmt in enumerate(body[:-1]):
+        run = [stmt]
+        for follower in body[index + 1 :]:
+            if not _is_runtime_import(follower) or follower.lineno != run[-1].end_lineno + 1:  # type: ignore[operator]
+                break
+            run.append(follower)
+        if len(run) > 1 and _is_runtime_import(stmt):
+            names = sorted({_alias_text(a) for s in run for a in s.names})  # type: ignore[attr-defined]
+            lines = source.splitlines(keepends=True)
+            newline = lines[stmt.lineno - 1][len(lines[stmt.lineno - 1].rstrip("\r\n")) :] or "\n"
+            merged = _from_import(catalog.RUNTIME_MODULE, names).replace("\n", newline) + newline
+            return "".join([*lines[: stmt.lineno - 1], merged, *lines[run[-1].end_lineno or 0 :]])
+    return source
+
+
+def _is_runtime_import(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ImportFrom) and stmt.module == catalog.RUNTIME_MODULE and stmt.level == 0
+
+
+def _alias_text(alias: ast.alias) -> str:
+    return alias.name if alias.asname is None else f"{alias.name} as {alias.asname}"
 
 
 def _rewrite(

@@ -70,6 +70,7 @@ class FileConfig:
     extra_save_functions: tuple[str, ...] = ()
     extra_main_predicates: tuple[str, ...] = ()
     assume_distributed: bool | None = None
+    rewrite_local_rank_guards: bool | None = None
 
     @property
     def root(self) -> Path:
@@ -179,7 +180,7 @@ def parse_table(table: Mapping[str, object], where: str) -> dict[str, Any]:
             parsed[attr] = _timeout(where, key, value)
         elif key in ("extra-save-functions", "extra-main-predicates"):
             parsed[attr] = _dotted_names(where, key, value)
-        elif key == "assume-distributed":
+        elif key in ("assume-distributed", "rewrite-local-rank-guards"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: `{key}` must be true or false, got {value!r}")
             parsed[attr] = value
@@ -259,6 +260,7 @@ def resolve(config: FileConfig, flags: CliFlags) -> Settings:
         ),
         extra_save_functions=config.extra_save_functions,
         extra_main_predicates=config.extra_main_predicates,
+        rewrite_local_rank_guards=bool(config.rewrite_local_rank_guards),
     )
     return Settings(options=options, root=config.root, exclude=exclude)
 

@@ -24,3 +24,6 @@ class Options:
     extra_save_functions: tuple[str, ...] = field(default_factory=tuple)
     # Dotted names of user predicates meaning "this is the main process" (e.g. "mylib.dist.is_chief").
     extra_main_predicates: tuple[str, ...] = field(default_factory=tuple)
+    # Opt-in: turn a local-rank guard around a save (one writer per node) into the global main-process
+    # test. Off by default: on node-local disks one writer per node is what people want.
+    rewrite_local_rank_guards: bool = False

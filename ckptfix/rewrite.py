@@ -217,7 +217,9 @@ class _Applier(cst.CSTTransformer):
                 if wrap.hoist_name is not None and wrap.obj is not None:
                     hoisted, stmt = self._hoist(stmt, wrap.obj, wrap.hoist_name)
             produced: list[Statement]
-            if key in self.plan.splits and isinstance(stmt, cst.If):
+            if key in self.plan.tests and isinstance(stmt, cst.If):
+                produced = [stmt.with_changes(test=self._expression(self.plan.tests[key].test))]
+            elif key in self.plan.splits and isinstance(stmt, cst.If):
                 produced = self._split(stmt, self.plan.splits[key])
             elif key in self.plan.unwraps and isinstance(stmt, cst.Try):
                 produced = list(stmt.body.body)  # type: ignore[arg-type]

@@ -76,6 +76,17 @@ class SplitGuard:
 
 
 @dataclass(frozen=True)
+class GuardTest:
+    """CKP001 with `rewrite_local_rank_guards`: the test of the `if` at `key` becomes `test` (its
+    local-rank clause replaced by the main-process test). Applied in the first pass, like SplitGuard:
+    the rules then see a global guard and add what a guarded write needs."""
+
+    key: Key
+    test: str
+    symbols: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Insert:
     """Insert template code before or after the statement at `key`. Inserts sharing a `group` and a
     template collapse into the last one (several saves, one barrier)."""
@@ -101,7 +112,9 @@ class CallEdit:
     symbols: frozenset[str] = frozenset()
 
 
-Edit = WrapGuard | InlineAtomic | UnwrapTry | SplitGuard | Insert | CallEdit
+Edit = WrapGuard | InlineAtomic | UnwrapTry | SplitGuard | GuardTest | Insert | CallEdit
+# Edits applied in a first pass, before the rules run again on the result.
+FIRST_PASS = (SplitGuard, GuardTest)
 
 
 @dataclass
@@ -112,6 +125,7 @@ class Plan:
     atomics: dict[Key, InlineAtomic] = field(default_factory=dict)
     unwraps: dict[Key, UnwrapTry] = field(default_factory=dict)
     splits: dict[Key, SplitGuard] = field(default_factory=dict)
+    tests: dict[Key, GuardTest] = field(default_factory=dict)
     before: dict[Key, list[Insert]] = field(default_factory=dict)
     after: dict[Key, list[Insert]] = field(default_factory=dict)
     calls: dict[Span, CallEdit] = field(default_factory=dict)
@@ -125,6 +139,8 @@ class Plan:
             self.unwraps[edit.key] = edit
         elif isinstance(edit, SplitGuard):
             self.splits[edit.key] = edit
+        elif isinstance(edit, GuardTest):
+            self.tests[edit.key] = edit
         elif isinstance(edit, Insert):
             table = self.after if edit.after else self.before
             inserts = table.setdefault(edit.key, [])
@@ -139,6 +155,7 @@ class Plan:
             | set(self.atomics)
             | set(self.unwraps)
             | set(self.splits)
+            | set(self.tests)
             | set(self.before)
             | set(self.after)
         )

@@ -71,6 +71,7 @@ def test_explicit_config_file(tmp_path: Path) -> None:
         ("barrier-timeout = true", "`barrier-timeout`"),
         ("style = 'fancy'", "`style`"),
         ("assume-distributed = 'yes'", "`assume-distributed`"),
+        ("rewrite-local-rank-guards = 1", "`rewrite-local-rank-guards`"),
         ("extra-save-functions = ['not a name']", "`extra-save-functions`"),
         ("exclude = [1]", "`exclude`"),
     ],
@@ -109,6 +110,7 @@ def test_every_key_reaches_the_options(tmp_path: Path) -> None:
                     'extra-save-functions = ["mylib.io.save_ckpt"]',
                     'extra-main-predicates = ["mylib.dist.is_chief"]',
                     "assume-distributed = true",
+                    "rewrite-local-rank-guards = true",
                 ]
             ),
         )
@@ -121,6 +123,7 @@ def test_every_key_reaches_the_options(tmp_path: Path) -> None:
     assert options.extra_save_functions == ("mylib.io.save_ckpt",)
     assert options.extra_main_predicates == ("mylib.dist.is_chief",)
     assert options.assume_distributed is True
+    assert options.rewrite_local_rank_guards is True
     assert settings.exclude == ("gen", "old")
     assert settings.root == tmp_path.resolve()
     flags = CliFlags(style="runtime", barrier_timeout=5.0, final_timeout=6.0, exclude=("x",))

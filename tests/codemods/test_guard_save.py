@@ -334,6 +334,28 @@ def test_local_rank_guard_is_reported_not_rewritten() -> None:
     assert rewrite(before, **ONLY_001) == before
 
 
+def test_local_rank_guard_becomes_global_when_opted_in() -> None:
+    before = src(
+        "def f(m, p, args, step):\n"
+        "    if step % 10 == 0 and args.local_rank in [-1, 0]:\n"
+        "        torch.save(m, p)\n"
+    )
+    assert (5, "CKP001", True) in findings(before, rewrite_local_rank_guards=True)
+    after = rewrite(before, rewrite_local_rank_guards=True)
+    assert "    if step % 10 == 0 and is_main_process():\n        atomic_save(m, p)\n" in after
+    assert "    checkpoint_barrier(timeout=120)\n" in after
+    # One import line, although the guard's symbol and the write's come from two passes.
+    assert after.count("from ckptfix.runtime import") == 1
+    inline = rewrite(before, rewrite_local_rank_guards=True, style="inline")
+    assert "    if step % 10 == 0 and (not dist.is_initialized() or dist.get_rank() == 0):\n" in inline
+
+
+def test_local_rank_early_exit_stays_report_only_when_opted_in() -> None:
+    before = src("def f(m, p, local_rank):\n    if local_rank != 0:\n        return\n    torch.save(m, p)\n")
+    found = [f for f in findings(before, rewrite_local_rank_guards=True) if f[1] == "CKP001"]
+    assert found == [(6, "CKP001", False)]
+
+
 @pytest.mark.parametrize(
     "code",
     [

@@ -10,7 +10,7 @@ from ckptfix.analysis import catalog
 from ckptfix.analysis.collectives import collective_name, contains_collective
 from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted, last_name
-from ckptfix.analysis.plan import CallEdit, Edit, InlineAtomic, WrapGuard
+from ckptfix.analysis.plan import CallEdit, Edit, GuardTest, InlineAtomic, WrapGuard
 from ckptfix.analysis.rules.context import LOG_CALLS
 from ckptfix.analysis.rules.placement import BarrierPlacement
 from ckptfix.analysis.saves import Save, argument
@@ -44,11 +44,18 @@ class SaveRules(BarrierPlacement):
                 edits,
             )
         elif guard.kind == Kind.LOCAL:
+            edits = self._global_guard_edits(guard) if self.options.rewrite_local_rank_guards else []
             self._issue(
                 "CKP001",
                 call,
                 f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}):"
-                " one writer per node on shared storage; use the global rank",
+                " one writer per node on shared storage; use the global rank"
+                + (
+                    ""
+                    if edits or not self.options.rewrite_local_rank_guards
+                    else " (not rewritten automatically)"
+                ),
+                edits,
             )
             return
         if save.is_torch_save and save.handle_with is None and not self._atomic_already(call):
@@ -117,6 +124,31 @@ class SaveRules(BarrierPlacement):
                 symbols=symbols,
             )
         ]
+
+    def _global_guard_edits(self, guard: Guard) -> list[Edit]:
+        """`if step % 2 == 0 and local_rank == 0:` -> `if step % 2 == 0 and is_main_process():`.
+        Only an `if` whose local-rank test is a clause of its own (not an early exit, a decorator or
+        an `or`) is rewritten."""
+        node = guard.node
+        if not isinstance(node, ast.If) or guard.exit is not None:
+            return []
+        test = node.test
+        clauses = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+        local = [c for c in clauses if self.guards.classify(c) == Kind.LOCAL]
+        if not local or any(self.guards.classify(c) == Kind.GLOBAL for c in clauses):
+            return []
+        main, symbols = self._main_test()
+        if " or " in main:
+            main = f"({main})"
+        parts = []
+        for clause in clauses:
+            if clause in local:
+                if main not in parts:
+                    parts.append(main)
+                continue
+            text = self.tree.text(clause).replace("{", "{{").replace("}", "}}")
+            parts.append(f"({text})" if "\n" in text or isinstance(clause, ast.BoolOp | ast.IfExp) else text)
+        return [GuardTest(self.key(node), " and ".join(parts), symbols)]
 
     def _main_only_state(self, call: ast.Call) -> Callable[[ast.AST], bool]:
         """A test for code that reads state only the main process has: `opt.state_dict()` after
