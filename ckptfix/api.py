@@ -98,7 +98,7 @@ def check_source(source: str, path: str = "<string>", options: Options = DEFAULT
     analysis, issues = _analyze(source, path, options)
     fixable = {i for i, issue in enumerate(issues) if issue.edits}
     first = _first_pass(issues, fixable)
-    if first and _lift(source, path, options, analysis, issues) is None:
+    if first and _lift_or_none(source, path, options, analysis, issues) is None:
         fixable -= first
         issues = [_unliftable(issue) if i in first else issue for i, issue in enumerate(issues)]
     return _findings(path, analysis.tree, issues, fixable)
@@ -145,6 +145,16 @@ def _unliftable(issue: Issue) -> Issue:
         " collective would stay guarded; move the guard inward to the write by hand)"
     )
     return replace(issue, message=issue.message + reason, edits=[])
+
+
+def _lift_or_none(
+    source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]
+) -> tuple[str, Analysis, list[Issue]] | None:
+    """`_lift` for `check`: a file libcst cannot parse is still checked, its guards are just not fixable."""
+    try:
+        return _lift(source, path, options, analysis, issues)
+    except SourceError:
+        return None
 
 
 def _lift(
