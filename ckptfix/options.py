@@ -15,7 +15,9 @@ class Options:
     `select` is the set of rule codes that are enabled (already expanded from prefixes and ALL).
     """
 
-    select: frozenset[str] = frozenset({"CKP001", "CKP002", "CKP003", "CKP004", "CKP005", "CKP006", "CKP007"})
+    select: frozenset[str] = frozenset(
+        {"CKP001", "CKP002", "CKP003", "CKP004", "CKP005", "CKP006", "CKP007", "CKP008"}
+    )
     style: Style = "runtime"
     barrier_timeout: float = 120.0
     final_timeout: float = 180.0

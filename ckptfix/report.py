@@ -166,6 +166,7 @@ CHECKLIST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Final synchronization before training ends", ("CKP004",)),
     ("Atomic checkpoint writes", ("CKP005",)),
     ("No collective runs under a main-process guard", ("CKP006",)),
+    ("A failed save is reported to every rank, not fatal to the writer alone", ("CKP008",)),
 )
 
 

@@ -345,10 +345,15 @@ class _Applier(cst.CSTTransformer):
 
     def _guard(self, inner: list[Statement], wrap: WrapGuard, path: cst.BaseExpression | None) -> Statement:
         binding = " as {exc}" if wrap.exc_name else ""
+        nodes = {"__path__": path if path is not None else cst.Name("None")}
+        if wrap.test is None:  # already guarded: only the try/except
+            template = f"try:\n    pass\nexcept Exception{binding}:\n    {wrap.handler}"
+            bare = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]
+            assert isinstance(bare, cst.Try)
+            return bare.with_changes(body=bare.body.with_changes(body=inner))
         template = (
             f"if {wrap.test}:\n    try:\n        pass\n    except Exception{binding}:\n        {wrap.handler}"
         )
-        nodes = {"__path__": path if path is not None else cst.Name("None")}
         guard = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]
         assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
         try_stmt = guard.body.body[0]

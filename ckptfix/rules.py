@@ -270,5 +270,41 @@ RULES: dict[str, Rule] = {
             ),
             fixable=True,
         ),
+        Rule(
+            code="CKP008",
+            name="unhandled-save-failure",
+            summary="a main-process write whose failure stops the writer alone",
+            explanation=_text(
+                """\
+                What: a checkpoint write that is already guarded on the main process (so CKP001 does not
+                fire) and sits in no try/except of its function.
+                Why: when the write fails (full disk, quota, a network file system error) the main
+                process raises and stops or leaves the loop, while the other ranks wait for it in the next
+                barrier or collective until their timeout; the job loses its progress.
+                Fix: the write (and the statements after it that only make sense on success) goes into
+                try/except that reports the failure: report_save_failure logs it, and the next
+                checkpoint_barrier tells every rank, which then go on or all raise together
+                (CKPTFIX_ON_SAVE_ERROR). The inline style logs it with logging.exception. Writes through
+                save_pretrained(is_main_process=...) are left alone.
+                """
+            ),
+            before=_text(
+                """\
+                if master_process:
+                    torch.save(checkpoint, path)
+                """
+            ),
+            after=_text(
+                """\
+                if master_process:
+                    try:
+                        atomic_save(checkpoint, path)
+                    except Exception as exc:
+                        report_save_failure(path, exc)
+                checkpoint_barrier(timeout=120)
+                """
+            ),
+            fixable=True,
+        ),
     )
 }

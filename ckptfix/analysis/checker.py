@@ -2,7 +2,8 @@
 
 CKP001 unguarded save, CKP002 no barrier after a checkpoint, CKP003 numeric barrier timeout, CKP004 no
 final sync, CKP005 non-atomic write, CKP006 collective only the main process reaches, CKP007 swallowed
-barrier error. The edits never put a collective under a guard and never put a barrier inside one.
+barrier error, CKP008 main-process write with no error handling. The edits never put a collective
+under a guard and never put a barrier inside one.
 """
 
 from __future__ import annotations

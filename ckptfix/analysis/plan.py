@@ -24,7 +24,8 @@ MODULE_SYMBOLS = {"dist": "torch.distributed", "os": "os", "datetime": "datetime
 @dataclass(frozen=True)
 class WrapGuard:
     """CKP001: put the statement at `key` (plus `followers` success-only statements after it) under
-    the main-process guard, in a try/except that reports the failure. `hoist` moves the object
+    the main-process guard, in a try/except that reports the failure (CKP008, already guarded: only
+    the try/except). `hoist` moves the object
     argument (which may gather state collectively) into `hoist_name` before the guard."""
 
     key: Key
@@ -35,7 +36,7 @@ class WrapGuard:
     preceders: int  # statements just before `key` that move under the guard with it (they build
     # state that only the main process may read, like a consolidated ZeroRedundancyOptimizer's)
     exc_name: str | None  # None: the handler does not need the exception (logging.exception)
-    test: str  # template of the guard's condition
+    test: str | None  # template of the guard's condition; None: already guarded, only the try/except
     handler: str  # template of the except body; `__path__` stands for the destination
     symbols: frozenset[str]
 

@@ -121,7 +121,7 @@ def test_summary_checklist(tree: Path) -> None:
     result = run_cli("check", "--summary", cwd=tree)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert len(lines) == 6, result.stdout
+    assert len(lines) == 7, result.stdout
     only_main = next(line for line in lines if "CKP001" in line)
     assert only_main.startswith("✗") and re.search(r"\b1 place\b", only_main)
     clean = run_cli("check", "--summary", "util.py", cwd=tree)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.cli.conftest import run_cli
 
-CODES = [f"CKP00{i}" for i in range(1, 8)]
+CODES = [f"CKP00{i}" for i in range(1, 9)]
 
 
 def test_rules_table_lists_every_code(tmp_path: Path) -> None:

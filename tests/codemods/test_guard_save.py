@@ -342,7 +342,9 @@ def test_local_rank_guard_becomes_global_when_opted_in() -> None:
     )
     assert (5, "CKP001", True) in findings(before, rewrite_local_rank_guards=True)
     after = rewrite(before, rewrite_local_rank_guards=True)
-    assert "    if step % 10 == 0 and is_main_process():\n        atomic_save(m, p)\n" in after
+    assert "    if step % 10 == 0 and is_main_process():\n        try:\n            atomic_save(m, p)\n" in (
+        after
+    )
     assert "    checkpoint_barrier(timeout=120)\n" in after
     # One import line, although the guard's symbol and the write's come from two passes.
     assert after.count("from ckptfix.runtime import") == 1
@@ -490,3 +492,44 @@ def test_vacuous_launcher_specific_guard_is_not_trusted() -> None:
     )
     assert (7, "CKP001", True) in findings(before)
     assert "atomic_save" in guarded_calls(rewrite(before))
+
+
+# --- CKP008 ---------------------------------------------------------------------------------------------
+def test_an_already_guarded_write_gains_only_the_try_except() -> None:
+    before = src(
+        """
+        def train(model, master_process, step):
+            if step % 10 == 0 and master_process:
+                torch.save(model.state_dict(), "c.pt")
+                print("checkpoint saved")
+        """
+    )
+    assert (5, "CKP008", True) in findings(before)
+    after = rewrite(before, select=frozenset({"CKP008"}))
+    assert (
+        "    if step % 10 == 0 and master_process:\n"
+        "        try:\n"
+        '            torch.save(model.state_dict(), "c.pt")\n'
+        '            print("checkpoint saved")\n'
+        "        except Exception as exc:\n"
+        '            report_save_failure("c.pt", exc)\n'
+    ) in after
+    assert "is_main_process" not in after  # never a second guard
+    inline = rewrite(before, select=frozenset({"CKP008"}), style="inline")
+    assert "        except Exception:\n            logging.getLogger(__name__).exception(" in inline
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # the user already handles the failure
+        'def f(m, rank):\n    if rank == 0:\n        try:\n            torch.save(m, "c.pt")\n'
+        "        except OSError:\n            raise\n",
+        # save_pretrained decides on the main process itself
+        "def f(model, d, acc):\n    model.save_pretrained(d, is_main_process=acc.is_main_process)\n",
+        # one writer per model-parallel shard: deliberate, never touched
+        'def f(m, dp_rank):\n    if dp_rank == 0:\n        torch.save(m, "c.pt")\n',
+    ],
+)
+def test_handled_delegated_or_sharded_writes_are_not_ckp008(code: str) -> None:
+    assert "CKP008" not in codes(src(code))

@@ -33,7 +33,10 @@ def test_inline_collective_leaves_the_guard_and_the_other_clause_stays() -> None
         "\n"
         "            # then write\n"
         "            if rank == 0:\n"
-        "                atomic_save(opt.state_dict(), p)\n"
+        "                try:\n"
+        "                    atomic_save(opt.state_dict(), p)\n"
+        "                except Exception as exc:\n"
+        "                    report_save_failure(p, exc)\n"
         "        checkpoint_barrier(timeout=120)\n"
     ) in after
     assert codes(after) == []
@@ -54,7 +57,10 @@ def test_full_state_dict_gathered_on_every_rank_before_the_guard() -> None:
     assert (
         "    state = get_model_state_dict(model)\n"
         "    if dist.get_rank() == 0:\n"
-        "        atomic_save(state, p)\n"
+        "        try:\n"
+        "            atomic_save(state, p)\n"
+        "        except Exception as exc:\n"
+        "            report_save_failure(p, exc)\n"
         "    checkpoint_barrier(timeout=120)\n"
     ) in after
 

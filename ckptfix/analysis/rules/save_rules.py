@@ -58,6 +58,16 @@ class SaveRules(BarrierPlacement):
                 edits,
             )
             return
+        elif not save.is_hf and not self._in_try(call):
+            edits = self._guard_edits(save, guarded=True)
+            self._issue(
+                "CKP008",
+                call,
+                f"`{shown}(...)` runs on the main process with no try/except: a failed write (full disk, "
+                "quota, network file system) stops the writer alone while the other ranks wait for it"
+                + ("" if edits else " (not rewritten automatically: report the failure by hand)"),
+                edits,
+            )
         if save.is_torch_save and save.handle_with is None and not self._atomic_already(call):
             self._issue(
                 "CKP005",
@@ -68,10 +78,25 @@ class SaveRules(BarrierPlacement):
             )
         self._check_barrier_after(save, shown)
 
-    def _guard_edits(self, save: Save) -> list[Edit]:
+    def _in_try(self, call: ast.Call) -> bool:
+        """The write sits in the body of a try/except of its own function (the user handles it)."""
+        child: ast.AST = call
+        for ancestor in self.tree.ancestors(call):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                return False
+            if isinstance(ancestor, ast.Try | ast.TryStar) and ancestor.handlers and child in ancestor.body:
+                return True
+            child = ancestor
+        return False
+
+    def _guard_edits(self, save: Save, guarded: bool = False) -> list[Edit]:
+        """CKP001: guard the write and report its failure; `guarded` (CKP008): the write is already
+        guarded, it only gains the try/except."""
         call = save.call
         test, symbols = self._main_test()
-        if save.is_hf:
+        if guarded:
+            test, symbols = "", frozenset()
+        elif save.is_hf:
             receiver = self.tree.text(call.func).lower()
             if not any(hint in receiver for hint in catalog.HF_NO_MAIN_KWARG_HINTS):
                 value = test if self.runtime else f"({test})"
@@ -88,17 +113,20 @@ class SaveRules(BarrierPlacement):
         # The object may gather state collectively (FSDP state_dict): it keeps running on every rank,
         # unless it reads state that exists on the main process only (then it may not gather).
         hoist = (
-            save.handle_with is None
+            not guarded
+            and save.handle_with is None
             and obj is not None
             and any(isinstance(n, ast.Call) for n in ast.walk(obj))
             and not main_only(obj)
         )
         if self._collective_outside(stmt, obj if hoist else None):
             return []
-        preceders = self._preceders(stmt, main_only)
+        preceders = 0 if guarded else self._preceders(stmt, main_only)
         if preceders is None:
             return []
         followers = self._success_followers(stmt)
+        if not guarded and self._main_only_read_outside(stmt, preceders, followers, main_only):
+            return []
         scope = self.tree.function(call) or self.tree.module
         if self.runtime:
             symbols |= {"report_save_failure"}
@@ -119,7 +147,7 @@ class SaveRules(BarrierPlacement):
                 hoist_name=self._fresh_local(scope, "checkpoint_state") if hoist else None,
                 preceders=preceders,
                 exc_name=self.names.fresh("exc") if self.runtime else None,
-                test=test,
+                test=test or None,
                 handler=handler,
                 symbols=symbols,
             )
@@ -175,6 +203,26 @@ class SaveRules(BarrierPlacement):
             )
 
         return reads
+
+    def _main_only_read_outside(
+        self, stmt: ast.stmt, preceders: int, followers: int, main_only: Callable[[ast.AST], bool]
+    ) -> bool:
+        """Main-process-only state is read in this function outside what the new guard will cover
+        and outside any guard: guarding this write would leave that read failing on the other ranks."""
+        block, index = self.tree.block_of(stmt)
+        covered = {id(s) for s in block[index - preceders : index + followers + 1]}
+        scope = self.tree.function(stmt) or self.tree.module
+        for top in walk_local(scope):
+            if not isinstance(top, ast.stmt) or id(top) in covered or not main_only(top):
+                continue
+            reads = [n for n in walk_local(top) if isinstance(n, ast.Call) and main_only(n)]
+            if any(
+                not any(id(s) in covered for s in self.tree.enclosing_statements(n))
+                and self.guards.local_guard(self.tree, n) is None
+                for n in reads
+            ):
+                return True
+        return False
 
     def _preceders(self, stmt: ast.stmt, main_only: Callable[[ast.AST], bool]) -> int | None:
         """How many statements just before `stmt` must move under its guard because they read
