@@ -14,6 +14,7 @@ from ckptfix.options import Options
 from ckptfix.rules import RULES
 from codemods.atomic_save import AtomicSaveCommand
 from codemods.guard_save import GuardSaveCommand
+from codemods.save_failure import SaveFailureCommand
 from tests.codemods.helpers import codes, rewrite, src
 
 
@@ -130,6 +131,37 @@ class TestGuardSaveCommand(CodemodTest):
     def test_inline_option_and_untouched_file(self) -> None:
         untouched = "import torch\n\ndef f(m, p):\n    torch.save(m, p)\n"
         self.assertCodemod(untouched, untouched, style="inline")
+
+
+class TestSaveFailureCommand(CodemodTest):
+    TRANSFORM = SaveFailureCommand
+
+    def test_guarded_write_gains_try_except_only(self) -> None:
+        before = textwrap.dedent(
+            """
+            import torch
+            import torch.distributed as dist
+
+            def f(m, p):
+                if dist.get_rank() == 0:
+                    torch.save(m, p)
+            """
+        )
+        after = textwrap.dedent(
+            """
+            import torch
+            import torch.distributed as dist
+            from ckptfix.runtime import report_save_failure
+
+            def f(m, p):
+                if dist.get_rank() == 0:
+                    try:
+                        torch.save(m, p)
+                    except Exception as exc:
+                        report_save_failure(p, exc)
+            """
+        )
+        self.assertCodemod(before, after)
 
 
 def test_atomic_command_warns_about_what_it_cannot_fix() -> None:
