@@ -200,8 +200,11 @@ RULES: dict[str, Rule] = {
                 What: a collective reached only under a main-process guard: directly, through helpers of
                 the module (any depth), or in a function decorated @rank_zero_only.
                 Why: every rank must make a collective; the main process waits forever for ranks that
-                never come (measured: ZeroRedundancyOptimizer.consolidate_state_dict under `if rank == 0`
-                hangs).
+                never come (measured: ZeroRedundancyOptimizer.consolidate_state_dict and dcp.save under
+                `if rank == 0` hang), or its lone collective is paired with the others' next one (measured
+                on gloo: an all_reduce of a metric, or FSDP2's full state dict gather, under the guard
+                aborts with a size mismatch against the next step's gradient all-reduce; with equal
+                sizes the sums would silently be wrong).
                 Collectives: torch.distributed collectives and group constructors,
                 torch.distributed.checkpoint save/load, the state_dict helpers, FSDP full/optim state dict
                 and summon_full_params. Heuristics (matched by method name on objects of unknown type,

@@ -113,7 +113,8 @@ class CollectiveRules(RuleContext):
         self._issue(
             "CKP006",
             call,
-            f"collective `{name}` {where}: the other ranks never join it and the main process hangs{how}",
+            f"collective `{name}` {where}: the other ranks never join it, so the job hangs or the lone "
+            f"collective is matched with another one of theirs (a crash, or wrong results){how}",
             edits,
         )
 
