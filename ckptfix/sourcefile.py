@@ -129,9 +129,15 @@ def write_back(source: SourceFile, new_text: str) -> None:
 
 
 def unified_diff(path: str, old: str, new: str) -> str:
-    """A diff `git apply` and `patch -p1` accept, so a reviewed diff can be applied as it is."""
+    """A diff `git apply` and `patch -p1` accept, so a reviewed diff can be applied as it is. An
+    absolute path under the working directory is shown relative to it (`a/train.py`, not
+    `a//home/me/train.py`, which `patch -p1` would turn into an absolute path)."""
     import difflib
 
+    if os.path.isabs(path):
+        relative = os.path.relpath(path)
+        if not relative.startswith(os.pardir):
+            path = relative
     posix = path.replace(os.sep, "/")
     lines = difflib.unified_diff(
         old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{posix}", f"b/{posix}"

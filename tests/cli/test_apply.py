@@ -50,6 +50,11 @@ def test_diff_writes_nothing_exits_1_and_applies_with_git(tree: Path) -> None:
     assert (patched / "train.py").read_text() == (tree / "train.py").read_text()
 
 
+def test_diff_of_an_absolute_path_under_the_working_directory_is_relative(tree: Path) -> None:
+    result = run_cli("apply", "--diff", str(tree / "train.py"), cwd=tree)
+    assert result.stdout.startswith("--- a/train.py\n+++ b/train.py\n"), result.stdout[:200]
+
+
 def test_diff_on_clean_tree_exits_0(tree: Path) -> None:
     result = run_cli("apply", "--diff", "util.py", cwd=tree)
     assert (result.returncode, result.stdout) == (0, "")
