@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ckptfix.findings import Finding
 from ckptfix.options import Options
+from ckptfix.prefilter import might_need_work
 from ckptfix.sourcefile import FileError, SourceFile, decode, read_bytes, unified_diff, write_back
 
 if TYPE_CHECKING:
@@ -124,8 +125,6 @@ def run(
     which need a parse, go to the pool, largest first so that no worker is left with a big file at
     the end while the others sit idle.
     """
-    from ckptfix.api import might_need_work
-
     results: dict[str, FileResult] = {}
 
     def done(result: FileResult) -> None:
