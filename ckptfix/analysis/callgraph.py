@@ -16,6 +16,9 @@ from collections.abc import Callable
 from ckptfix.analysis.guards import Guard, GuardRecognizer
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
 
+# Exact types for the one test every node of the module meets (`ast.parse` builds no subclasses).
+_FUNCTION_TYPES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef})
+
 
 class CallGraph:
     def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
@@ -25,7 +28,7 @@ class CallGraph:
         self._plain: dict[str, list[FunctionNode]] = {}
         self._methods: dict[str, list[FunctionNode]] = {}
         for node in tree.nodes:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if type(node) in _FUNCTION_TYPES and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions.append(node)
                 table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
                 table.setdefault(node.name, []).append(node)

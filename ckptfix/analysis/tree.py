@@ -177,10 +177,26 @@ def statement_blocks(node: ast.AST) -> list[list[ast.stmt]]:
 
 
 def walk_local(node: ast.AST) -> Iterator[ast.AST]:
-    """Like ast.walk, but does not descend into nested functions, lambdas or classes."""
-    stack = list(ast.iter_child_nodes(node))
+    """Like ast.walk, but does not descend into nested functions, lambdas or classes (and, like
+    Tree.nodes, skips contexts and operators)."""
+    stack = _children(node)
     while stack:
         current = stack.pop()
         yield current
         if not isinstance(current, SCOPES):
-            stack.extend(ast.iter_child_nodes(current))
+            stack.extend(_children(current))
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    """The child nodes of `node` in ast.iter_child_nodes order, less contexts and operators."""
+    fields = _child_fields.get(type(node))
+    if fields is None:
+        fields = _child_fields[type(node)] = _node_fields(type(node))
+    children: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            children.extend(item for item in value if isinstance(item, ast.AST))
+        elif isinstance(value, ast.AST):
+            children.append(value)
+    return children
