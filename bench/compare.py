@@ -4,6 +4,7 @@ Tree runs (default tree: the installed torch package, ~2,300 files, 1.2 M lines)
   ckptfix check -j1 and -j<all cores>, `ruff check --select S301 --no-cache` (one rule), TorchFix
   (its default rules), `fixit lint` with one rule, a plain libcst parse of every file, and
   `grep -rl torch.save` as the floor.
+Apply cost: `ckptfix apply --diff` on N copies of a file with findings, alone and next to the tree.
 Single-file runs: ckptfix on a file with no save and on a file with findings, against
   `python -c "import click"`, ruff, fixit and TorchFix on the same file.
 
@@ -11,7 +12,7 @@ Commands run in rounds, alternating (A B C ... A B C ...), so a noisy machine hi
 figures are the median wall time, its spread, each tool's ratio to ckptfix, and the peak memory of
 each command (its largest process). Tools not installed are listed as skipped.
 
-    python bench/compare.py [--rounds 3] [--tree DIR ...] [--tools-bin DIR]
+    python bench/compare.py [--rounds 3] [--tree DIR ...] [--tools-bin DIR] [--apply-copies 1,20,80]
 
 `--tools-bin` is where ruff, torchfix and fixit live when they are not on PATH (e.g. a venv's bin).
 """
@@ -106,6 +107,24 @@ def _libcst_parse_script(tree: str) -> str:
     )
 
 
+def _apply_cost(tree: str, apply: list[str], args: argparse.Namespace) -> None:
+    """`apply --diff` (the whole rewrite, nothing written) on N copies of a file with findings, alone
+    and next to `tree`: the cost should grow with N, and the tree should add only its check time."""
+    with tempfile.TemporaryDirectory() as scratch:
+        commands = []
+        for copies in args.apply_copies:
+            directory = Path(scratch, f"copies{copies}")
+            directory.mkdir()
+            for index in range(copies):
+                (directory / f"trainer_{index}.py").write_bytes(FINDING_FILE.read_bytes())
+            commands.append(Measured(f"{copies} files to rewrite", [*apply, "-j", "1", str(directory)]))
+            commands.append(
+                Measured(f"{copies} files to rewrite + tree", [*apply, "-j", "1", tree, str(directory)])
+            )
+        _measure(commands, args.rounds, args.timeout)
+        _table(f"apply --diff -j1: cost by files to rewrite (tree: {tree})", commands, commands[0].name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,6 +136,12 @@ def main() -> None:
         "--skip-slow", action="store_true", help="leave out TorchFix, fixit and libcst on trees"
     )
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--apply-copies",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 20, 80],
+        help="numbers of copies of a file with findings for the apply-cost table (default 1,20,80)",
+    )
     args = parser.parse_args()
 
     spec = importlib.util.find_spec("torch")
@@ -156,6 +181,9 @@ def main() -> None:
             commands.append(Measured("libcst parse all", [py, "-c", _libcst_parse_script(tree)]))
         _measure(commands, args.rounds, args.timeout)
         _table(f"Tree: {tree} ({files} files)", commands, f"ckptfix check -j{cores}")
+
+    for tree in trees:
+        _apply_cost(tree, [*ckptfix[:3], "apply", "--diff", "-q", "--no-color"], args)
 
     with tempfile.TemporaryDirectory() as scratch:
         clean = Path(scratch, "clean.py")

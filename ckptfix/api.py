@@ -10,9 +10,9 @@ import ast
 import warnings
 from dataclasses import dataclass, replace
 
+from ckptfix import prefilter
 from ckptfix.analysis import catalog
 from ckptfix.analysis.checker import Analysis, Issue, analyze
-from ckptfix.analysis.distributed import has_distributed_marker
 from ckptfix.analysis.names import Names
 from ckptfix.analysis.plan import (
     FIRST_PASS,
@@ -49,19 +49,9 @@ class FixResult:
 
 
 def might_need_work(data: bytes, options: Options = DEFAULT_OPTIONS) -> bool:
-    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed.
-
-    A finding needs distributed code (unless assumed) and either a write, a barrier or a process group,
-    or a collective under a main-process guard (catalog.*_MARKERS; tests keep them in step)."""
-    if not (options.assume_distributed or has_distributed_marker(data)):
-        return False
-    extra = [n.rsplit(".", 1)[-1].encode() for n in options.extra_save_functions]
-    if any(marker in data for marker in (*catalog.WRITE_MARKERS, *extra)):
-        return True
-    guards = [n.rsplit(".", 1)[-1].encode() for n in options.extra_main_predicates]
-    return any(m in data for m in catalog.COLLECTIVE_MARKERS) and any(
-        m in data for m in (*catalog.GUARD_MARKERS, *guards)
-    )
+    """Cheap byte prefilter: False means the file cannot have findings, so it need not be parsed
+    (ckptfix.prefilter says how)."""
+    return prefilter.might_need_work(data, options)
 
 
 def _parse(source: str, path: str) -> ast.Module:

@@ -277,8 +277,8 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
 
 def _process_stdin(run: _Run, mode: Mode) -> _Outcome:
     from ckptfix import engine
-    from ckptfix.api import might_need_work
     from ckptfix.discovery import is_excluded
+    from ckptfix.prefilter import might_need_work
     from ckptfix.sourcefile import FileError, decode
 
     name = run.stdin_filename or "-"

@@ -189,11 +189,16 @@ def _unusable_link(path: str) -> PathError:
     return PathError(path, "cannot access")
 
 
-def _walk(root: str, shown_root: str, ignorer: _Ignorer, out: Discovered) -> Iterator[str]:
+def _walk(root: str, shown_root: str, ignorer: _Ignorer, out: Discovered) -> Iterator[tuple[str, str]]:
+    """(shown path, real path) of each file to check under `root`.
+
+    Symlinked directories are not entered, so below the real path of `root` a file's real path is
+    a plain join; only a symlinked file needs os.path.realpath (one lstat per path component).
+    """
     anchor, outer = ignorer.walk_context(root)
-    stack: list[tuple[str, str, list[str]]] = [(root, shown_root, outer)]
+    stack: list[tuple[str, str, str, list[str]]] = [(root, shown_root, os.path.realpath(root), outer)]
     while stack:
-        directory, shown, gitignore_dirs = stack.pop()
+        directory, shown, real, gitignore_dirs = stack.pop()
         if ignorer.respect_gitignore and ignorer.gitignore(directory) is not None:
             gitignore_dirs = [*gitignore_dirs, directory]
         try:
@@ -213,15 +218,16 @@ def _walk(root: str, shown_root: str, ignorer: _Ignorer, out: Discovered) -> Ite
             if ignorer.ignored(entry.path, is_dir, anchor, gitignore_dirs):
                 continue
             shown_entry = os.path.join(shown, entry.name)
+            real_entry = os.path.join(real, entry.name)
             if is_dir:
-                subdirs.append((entry.path, shown_entry, gitignore_dirs))
+                subdirs.append((entry.path, shown_entry, real_entry, gitignore_dirs))
                 continue
             try:
                 is_file = entry.is_file()  # follows a symlinked file
             except OSError:
                 is_file = False
             if is_file:
-                yield shown_entry
+                yield shown_entry, os.path.realpath(real_entry) if entry.is_symlink() else real_entry
             elif entry.is_symlink() and not os.path.isdir(entry.path):
                 out.errors.append(_unusable_link(shown_entry))
         stack.extend(reversed(subdirs))
@@ -247,8 +253,7 @@ def discover(
     seen: set[str] = set()
     cwd = os.getcwd()
 
-    def add(path: str) -> None:
-        real = os.path.realpath(path)
+    def add(path: str, real: str) -> None:
         if real not in seen:
             seen.add(real)
             out.files.append(display_path(path, cwd))
@@ -264,10 +269,10 @@ def discover(
         if force_exclude and ignorer().force_excluded(os.path.abspath(given), is_dir):
             continue
         if is_dir:
-            for found in _walk(os.path.abspath(given), given, ignorer(), out):
-                add(found)
+            for found, real in _walk(os.path.abspath(given), given, ignorer(), out):
+                add(found, real)
         elif os.path.isfile(given):
-            add(given)
+            add(given, os.path.realpath(given))
         else:
             out.errors.append(PathError(given, "not a regular file"))
     return out

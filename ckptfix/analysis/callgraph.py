@@ -16,6 +16,9 @@ from collections.abc import Callable
 from ckptfix.analysis.guards import Guard, GuardRecognizer
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
 
+# Exact types for the one test every node of the module meets (`ast.parse` builds no subclasses).
+_FUNCTION_TYPES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef})
+
 
 class CallGraph:
     def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
@@ -25,25 +28,60 @@ class CallGraph:
         self._plain: dict[str, list[FunctionNode]] = {}
         self._methods: dict[str, list[FunctionNode]] = {}
         for node in tree.nodes:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if type(node) in _FUNCTION_TYPES and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions.append(node)
                 table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
                 table.setdefault(node.name, []).append(node)
-        self._instances = self._instance_names(tree)
-        self.sites: dict[int, list[ast.AST]] = {id(f): [] for f in self.functions}
-        if self.functions:
-            for node in tree.nodes:
-                if isinstance(node, ast.Call | ast.Name | ast.Attribute):
-                    for callee in self.targets(node):
-                        self.sites[id(callee)].append(node)
+        # Call sites are only needed once a rule asks how a function is reached, and most files
+        # never do: both tables are built on first use.
+        self._instances: set[str] | None = None
+        self._sites: dict[int, list[ast.AST]] | None = None
         self._function_guard: dict[int, Guard | None] = {}
         self._in_progress: set[int] = set()
+
+    @property
+    def sites(self) -> dict[int, list[ast.AST]]:
+        """Every call of (or reference to) each module function, by id of the function."""
+        if self._sites is None:
+            self._sites = self._find_sites()
+        return self._sites
+
+    def _find_sites(self) -> dict[int, list[ast.AST]]:
+        sites: dict[int, list[ast.AST]] = {id(f): [] for f in self.functions}
+        if not self.functions:
+            return sites
+        plain, methods = self._plain, self._methods
+        for node in self.tree.nodes:
+            # A node can only target a function whose name it spells: skip the rest before `targets`.
+            if isinstance(node, ast.Call):
+                func = node.func
+                spelled = (isinstance(func, ast.Name) and func.id in plain) or (
+                    isinstance(func, ast.Attribute) and func.attr in methods
+                )
+            elif isinstance(node, ast.Name):
+                spelled = node.id in plain
+            elif isinstance(node, ast.Attribute):
+                spelled = node.attr in methods
+            else:
+                continue
+            if spelled:
+                for callee in self.targets(node):
+                    sites[id(callee)].append(node)
+        return sites
+
+    @property
+    def instances(self) -> set[str]:
+        if self._instances is None:
+            self._instances = self._instance_names(self.tree)
+        return self._instances
 
     @staticmethod
     def _instance_names(tree: Tree) -> set[str]:
         """Names assigned an instance of a class defined in this module (`trainer = Trainer(...)`)."""
         classes = {node.name for node in tree.nodes if isinstance(node, ast.ClassDef)}
         names: set[str] = set()
+        if not classes:
+            return names
         for node in tree.nodes:
             if (
                 isinstance(node, ast.Assign)
@@ -56,7 +94,7 @@ class CallGraph:
 
     def _known_receiver(self, receiver: ast.expr) -> bool:
         if isinstance(receiver, ast.Name):
-            return receiver.id in {"self", "cls"} or receiver.id in self._instances
+            return receiver.id in {"self", "cls"} or receiver.id in self.instances
         return (
             isinstance(receiver, ast.Call)
             and isinstance(receiver.func, ast.Name)

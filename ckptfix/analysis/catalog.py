@@ -120,6 +120,13 @@ MAIN_ONLY_DECORATORS = frozenset(
 LOCAL_ONLY_DECORATORS = frozenset({"on_local_main_process"})
 # Rank-valued calls (last component) that give a per-node rank.
 LOCAL_RANK_CALLS = frozenset({"get_local_rank", "get_local_ordinal", "local_process_index"})
+# Rank-valued identifiers besides those containing "rank" (lower-cased): per node, then global.
+LOCAL_RANK_NAMES = frozenset({"gpu", "gpu_id", "device_id", "local_rank"})
+LOCAL_RANK_HINTS = ("local_rank", "localrank", "local_process_index", "node_rank", "gpu_id")
+GLOBAL_RANK_NAMES = frozenset({"process_index", "get_ordinal", "ordinal"})
+# Environment variables holding the rank (torchrun, SLURM, Open MPI, MPICH/PMI, PALS).
+GLOBAL_RANK_ENV = frozenset({"RANK", "GLOBAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+LOCAL_RANK_ENV = frozenset({"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "PALS_LOCAL_RANKID"})
 # Identifiers naming one writer per model-parallel shard: deliberate, never a finding (DESIGN "Traps").
 SHARD_RANK_HINTS = ("dp_rank", "data_parallel_rank", "dp_group_rank", "mp_rank", "tp_rank", "pp_rank")
 

@@ -8,11 +8,6 @@ from ckptfix.analysis import catalog
 from ckptfix.analysis.names import Names
 
 
-def has_distributed_marker(data: bytes) -> bool:
-    """Cheap byte test: False means `is_distributed` cannot be True for this text."""
-    return any(marker in data for marker in catalog.DISTRIBUTED_MARKERS)
-
-
 def is_distributed(nodes: list[ast.AST], names: Names) -> bool:
     """The module imports or reaches torch.distributed / DDP / FSDP / accelerate / deepspeed (and kin),
     or reads the launcher's RANK / LOCAL_RANK / WORLD_SIZE variables."""

@@ -234,20 +234,18 @@ def _identifier_kind(name: str) -> Kind | None:
         return None  # a yes/no question about ranks (`_is_same_rank(...)`), not a rank number
     if any(hint in lowered for hint in catalog.SHARD_RANK_HINTS) or "data_parallel" in lowered:
         return Kind.SHARD
-    if lowered in {"gpu", "gpu_id", "device_id", "local_rank"} or any(
-        hint in lowered for hint in ("local_rank", "localrank", "local_process_index", "node_rank", "gpu_id")
-    ):
+    if lowered in catalog.LOCAL_RANK_NAMES or any(hint in lowered for hint in catalog.LOCAL_RANK_HINTS):
         return Kind.LOCAL
-    if "rank" in lowered or lowered in {"process_index", "get_ordinal", "ordinal"}:
+    if "rank" in lowered or lowered in catalog.GLOBAL_RANK_NAMES:
         return Kind.GLOBAL
     return None
 
 
 def _env_kind(key: ast.expr) -> Kind | None:
     if isinstance(key, ast.Constant) and isinstance(key.value, str):
-        if key.value in {"RANK", "GLOBAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"}:
+        if key.value in catalog.GLOBAL_RANK_ENV:
             return Kind.GLOBAL
-        if key.value in {"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "PALS_LOCAL_RANKID"}:
+        if key.value in catalog.LOCAL_RANK_ENV:
             return Kind.LOCAL
     return None
 

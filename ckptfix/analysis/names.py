@@ -51,6 +51,13 @@ def dotted(expr: ast.expr) -> str | None:
     return ".".join(reversed(parts))
 
 
+# The node types `Names` reads; `ast.parse` builds no subclasses, so an exact type lookup skips the rest.
+_BINDING_TYPES = frozenset(
+    {ast.Name, ast.Assign, ast.arg, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef}
+    | {ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal}
+)
+
+
 class Names:
     """Bindings of one module: imports (any scope), simple aliases (`save_fn = torch.save`), and every
     identifier in use, so that inserted names never clash."""
@@ -61,6 +68,7 @@ class Names:
         self.bound: set[str] = set()  # every identifier bound or used anywhere
         self.imported: set[str] = set()  # every module (and `module.name`) imported anywhere
         self._conflicting: set[str] = set()
+        self._resolved: dict[int, tuple[ast.expr, str | None]] = {}
         self._collect(tree, nodes if nodes is not None else list(ast.walk(tree)))
 
     def _bind(self, local: str, target: str, top: bool) -> None:
@@ -75,38 +83,22 @@ class Names:
         top_level = {id(node) for node in _top_level_statements(tree.body)}
         assigns: list[ast.Assign] = []
         for node in nodes:
+            if type(node) not in _BINDING_TYPES:  # most nodes: one set lookup
+                continue
             if isinstance(node, ast.Name):
                 self.bound.add(node.id)
-            elif isinstance(node, ast.Import):
-                self.imported.update(alias.name for alias in node.names)
-                for alias in node.names:
-                    if alias.asname:
-                        self._bind(alias.asname, alias.name, id(node) in top_level)
-                        self.bound.add(alias.asname)
-                    else:
-                        head = alias.name.split(".")[0]
-                        self._bind(head, head, id(node) in top_level)
-                        self.bound.add(head)
-            elif isinstance(node, ast.ImportFrom):
-                module = "." * node.level + (node.module or "")
-                self.imported.add(module)
-                self.imported.update(f"{module}.{alias.name}" for alias in node.names)
-                for alias in node.names:
-                    if alias.name == "*":
-                        continue
-                    local = alias.asname or alias.name
-                    self._bind(local, f"{module}.{alias.name}", id(node) in top_level)
-                    self.bound.add(local)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.bound.add(node.name)
+            elif isinstance(node, ast.Assign):
+                assigns.append(node)
             elif isinstance(node, ast.arg):
                 self.bound.add(node.arg)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                self.bound.add(node.name)
+            elif isinstance(node, ast.Import):
+                self._import(node, id(node) in top_level)
+            elif isinstance(node, ast.ImportFrom):
+                self._import_from(node, id(node) in top_level)
             elif isinstance(node, ast.Global | ast.Nonlocal):
                 self.bound.update(node.names)
-            elif isinstance(node, ast.alias):
-                continue
-            if isinstance(node, ast.Assign):
-                assigns.append(node)
         # Simple aliases of imported callables (`save_fn = torch.save`); names assigned twice with
         # different values are dropped: we cannot tell which one a call sees.
         aliases: dict[str, str | None] = {}
@@ -114,7 +106,7 @@ class Names:
             if len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
                 continue
             name = node.targets[0].id
-            target = self.resolve(node.value) if isinstance(node.value, ast.Name | ast.Attribute) else None
+            target = self._resolve(node.value) if isinstance(node.value, ast.Name | ast.Attribute) else None
             if name in aliases and aliases[name] != target:
                 aliases[name] = None
             else:
@@ -126,8 +118,41 @@ class Names:
             self.imports.pop(name, None)
             self.module_imports.pop(name, None)
 
+    def _import(self, node: ast.Import, top: bool) -> None:
+        self.imported.update(alias.name for alias in node.names)
+        for alias in node.names:
+            if alias.asname:
+                self._bind(alias.asname, alias.name, top)
+                self.bound.add(alias.asname)
+            else:
+                head = alias.name.split(".")[0]
+                self._bind(head, head, top)
+                self.bound.add(head)
+
+    def _import_from(self, node: ast.ImportFrom, top: bool) -> None:
+        module = "." * node.level + (node.module or "")
+        self.imported.add(module)
+        self.imported.update(f"{module}.{alias.name}" for alias in node.names)
+        for alias in node.names:
+            if alias.name == "*":
+                continue
+            local = alias.asname or alias.name
+            self._bind(local, f"{module}.{alias.name}", top)
+            self.bound.add(local)
+
     def resolve(self, expr: ast.expr) -> str | None:
-        """Canonical dotted name an expression refers to, or None when it is not an imported name."""
+        """Canonical dotted name an expression refers to, or None when it is not an imported name.
+
+        Rules ask this of the same call many times; the answer is kept with the node itself, so that
+        an id is never mistaken for a later node's."""
+        cached = self._resolved.get(id(expr))
+        if cached is not None and cached[0] is expr:
+            return cached[1]
+        result = self._resolve(expr)
+        self._resolved[id(expr)] = (expr, result)
+        return result
+
+    def _resolve(self, expr: ast.expr) -> str | None:
         spelled = dotted(expr)
         if spelled is None:
             return None

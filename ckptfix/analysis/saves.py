@@ -78,11 +78,9 @@ class SaveFinder:
     def find(self) -> list[Save]:
         saves: list[Save] = []
         for node in self.tree.calls:
-            if self._in_torchscript(node):
-                continue  # TorchScript compiles its own subset of Python: never rewrite it
             target = self.target_of(node)
-            if target is None:
-                continue
+            if target is None or self._in_torchscript(node):
+                continue  # TorchScript compiles its own subset of Python: never rewrite it
             obj: ArgRef | None
             obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
             if target == catalog.HF_SAVE_PRETRAINED:

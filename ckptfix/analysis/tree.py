@@ -14,6 +14,23 @@ BLOCK_FIELDS = ("body", "orelse", "finalbody")
 Pos = tuple[int, int]  # (1-based line, 0-based character column): libcst PositionProvider's convention
 
 
+# Fields that never lead to a node a rule needs: identifiers, flags, numbers, and the context and
+# operator singletons (`ctx`, `op`, `ops`).
+_LEAF_FIELDS = frozenset(
+    {"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level", "kind", "type_comment"}
+    | {"simple", "conversion", "is_async"}
+)
+_child_fields: dict[type, tuple[str, ...]] = {}
+
+
+def _node_fields(cls: type) -> tuple[str, ...]:
+    if issubclass(cls, ast.expr_context | ast.boolop | ast.operator | ast.unaryop | ast.cmpop):
+        return ()
+    if cls is ast.Constant:
+        return ()
+    return tuple(name for name in cls._fields if name not in _LEAF_FIELDS)  # type: ignore[attr-defined]
+
+
 class Tree:
     """An `ast` module plus the lookups every rule needs, built once per file."""
 
@@ -22,17 +39,24 @@ class Tree:
         self.module = module
         self.lines = source.splitlines(keepends=True)
         # One walk, shared by every rule: all nodes (parents before children) and parent links.
+        # Contexts and operators (Load, Add, Eq, ...) are shared leaves no rule looks at: leaving them
+        # out, with the fields that only hold names and numbers, makes the walk about a third shorter.
         self.nodes: list[ast.AST] = []
         self.parent: dict[int, ast.AST] = {}
         parent = self.parent
+        nodes = self.nodes
         stack: list[ast.AST] = [module]
         AST = ast.AST
+        child_fields = _child_fields
         while stack:
             node = stack.pop()
-            self.nodes.append(node)
-            for name in node._fields:
+            nodes.append(node)
+            fields = child_fields.get(type(node))
+            if fields is None:
+                fields = child_fields[type(node)] = _node_fields(type(node))
+            for name in fields:
                 value = getattr(node, name, None)
-                if isinstance(value, list):
+                if type(value) is list:
                     for item in value:
                         if isinstance(item, AST):
                             parent[id(item)] = node
@@ -153,10 +177,26 @@ def statement_blocks(node: ast.AST) -> list[list[ast.stmt]]:
 
 
 def walk_local(node: ast.AST) -> Iterator[ast.AST]:
-    """Like ast.walk, but does not descend into nested functions, lambdas or classes."""
-    stack = list(ast.iter_child_nodes(node))
+    """Like ast.walk, but does not descend into nested functions, lambdas or classes (and, like
+    Tree.nodes, skips contexts and operators)."""
+    stack = _children(node)
     while stack:
         current = stack.pop()
         yield current
         if not isinstance(current, SCOPES):
-            stack.extend(ast.iter_child_nodes(current))
+            stack.extend(_children(current))
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    """The child nodes of `node` in ast.iter_child_nodes order, less contexts and operators."""
+    fields = _child_fields.get(type(node))
+    if fields is None:
+        fields = _child_fields[type(node)] = _node_fields(type(node))
+    children: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            children.extend(item for item in value if isinstance(item, ast.AST))
+        elif isinstance(value, ast.AST):
+            children.append(value)
+    return children
