@@ -59,7 +59,13 @@ SAVE_NAMES = tuple(
 PROCESS_GROUP_NAMES = (_last_part(catalog.INIT_PROCESS_GROUP), _last_part(catalog.DESTROY_PROCESS_GROUP))
 # CKP006 needs a call every rank makes under a main-process guard: a collective itself, or a loop
 # that syncs (collectives, barrier-like helpers, DDP's backward) left by a `break` or a `while` flag.
-COLLECTIVE_NAMES = tuple(sorted({_last_part(n) for n in catalog.COLLECTIVES} | catalog.COLLECTIVE_METHODS))
+COLLECTIVE_NAMES = tuple(
+    sorted(
+        {_last_part(n) for n in catalog.COLLECTIVES}
+        | catalog.COLLECTIVE_METHODS
+        | set(catalog.RECEIVER_COLLECTIVES)
+    )
+)
 LOOP_SYNC_NAMES = tuple(sorted(catalog.BARRIER_LIKE_NAMES | {"backward"}))
 LOOP_EXITS = (b"break", b"while")
 # How a main-process guard is spelled (analysis.guards), looked for in the lower-cased text (the
@@ -97,9 +103,10 @@ def _has_markers(data: bytes, options: Options) -> bool:
     if any(marker in data for marker in (*catalog.WRITE_MARKERS, *extra)):
         return True
     guards = [_last(name) for name in options.extra_main_predicates]
-    return any(m in data for m in catalog.COLLECTIVE_MARKERS) and any(
-        m in data for m in (*catalog.GUARD_MARKERS, *guards)
-    )
+    if not any(m in data for m in catalog.COLLECTIVE_MARKERS):
+        return False
+    lowered = data.lower()
+    return any(m in lowered for m in catalog.GUARD_MARKERS) or any(g in data for g in guards)
 
 
 def _has_identifiers(data: bytes, options: Options) -> bool:

@@ -240,11 +240,14 @@ COLLECTIVE_MARKERS = (
     b"wait_for_everyone",
     b"load_state",
     b"backward",
+    b"synchronize",
+    b"final_sync",
 )
-# ... and a main-process guard.
+# ... and a main-process guard, looked for in the lower-cased text (`Rank`, `SLURM_PROCID`).
 GUARD_MARKERS = (
     b"rank",
-    b"RANK",
+    b"procid",
+    b"localid",
     b"main",
     b"master",
     b"chief",

@@ -33,9 +33,16 @@ def test_guard_spellings_cover_the_catalogue() -> None:
         | catalog.LOCAL_RANK_ENV
         | {"get_rank", "local_rank", "args.rank"}
     )
-    for name in names:
-        data = f"if {name} == 0:\n    dist.all_reduce(t)\n".encode()
+    for name in (*names, "Rank"):
+        data = f"import torch.distributed as dist\nif {name} == 0:\n    dist.all_reduce(t)\n".encode()
         assert prefilter._guarded_sync(data, DEFAULT), name
+        assert prefilter._has_markers(data, DEFAULT), name  # stage one lets it through too
+    loop = (
+        b"import torch.distributed as dist\n"
+        b"while go:\n    if Rank == 0:\n        break\n    sync.synchronize()\n"
+    )
+    assert prefilter.might_need_work(loop, DEFAULT)
+    assert "CKP006" in [f.code for f in check_source(loop.decode())]  # and the analysis agrees
 
 
 @pytest.mark.parametrize("code", sorted(RULES))
