@@ -45,6 +45,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`ckptfix apply --diff | head`): not our error. Point stdout at
+            # /dev/null so the interpreter's final flush does not raise again, as the Python docs advise.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_FINDINGS)
         except Exception as exc:
             if os.environ.get("CKPTFIX_DEBUG"):
                 raise

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.cli.conftest import BAD, CLEAN, finding_codes, run_cli
+from tests.cli.conftest import BAD, CLEAN, REPO, finding_codes, run_cli
 
 
 def _no_temp_files(directory: Path) -> bool:
@@ -161,3 +162,20 @@ def test_apply_names_each_rewritten_file(tmp_path: Path) -> None:
     assert rewrote == ["2", "a.py", "b.py"], result.stderr  # one line per file, then the total
     assert "fixes" in result.stderr and "fixs" not in result.stderr
     assert run_cli("apply", "-q", cwd=tmp_path).stderr == ""
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error(tree: Path) -> None:
+    """`ckptfix apply --diff | head -1`: the closed pipe ends the run quietly."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckptfix", "apply", "--diff"],
+        cwd=tree,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before ckptfix writes its diff
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr
