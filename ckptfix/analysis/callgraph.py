@@ -83,11 +83,14 @@ class CallGraph:
         if not classes:
             return names
         for node in tree.nodes:
-            if (
-                isinstance(node, ast.Assign)
-                and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Name)
-                and node.value.func.id in classes
+            if not isinstance(node, ast.Assign):
+                continue
+            value = node.value
+            # `saver = Saver(path) if rank == 0 else None`: an instance too, where it exists.
+            built = [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]
+            if any(
+                isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in classes
+                for v in built
             ):
                 names.update(t.id for t in node.targets if isinstance(t, ast.Name))
         return names

@@ -44,6 +44,53 @@ class GuardRecognizer:
     def __init__(self, names: Names, extra_predicates: tuple[str, ...] = ()) -> None:
         self.names = names
         self.extra = {name.rsplit(".", 1)[-1] for name in extra_predicates}
+        # Objects that exist on the main process only (`learn_main_only_objects`): `x is not None`
+        # and a truthy `x` test for them are guards.
+        self.main_only: dict[str, Kind] = {}
+
+    def learn_main_only_objects(self, tree: Tree) -> None:
+        """Names (or `self.x` attributes) built only on the main process and None elsewhere:
+        `saver = Saver(p) if rank == 0 else None`, or `saver = None` and `if rank == 0: saver = Saver(p)`.
+        Every other assignment of the name in the module must be None (DESIGN "Traps")."""
+        assigns = [
+            (node, name)
+            for node in tree.nodes
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if (name := dotted(target)) is not None
+        ]
+        # A ternary with a None branch says "None elsewhere" itself; only such names are candidates.
+        candidates = {
+            name for node, name in assigns if _is_const(node.value, None) or isinstance(node.value, ast.IfExp)
+        }
+        kinds: dict[str, list[Kind | None]] = {}
+        for node, name in assigns:
+            if name in candidates and not _is_const(node.value, None):
+                kinds.setdefault(name, []).append(self._built_on_main(tree, node))
+        for name, found in kinds.items():
+            known = [k for k in found if k is not None and k != Kind.SHARD]
+            if len(known) == len(found):
+                self.main_only[name] = min(known)
+
+    def _built_on_main(self, tree: Tree, node: ast.Assign) -> Kind | None:
+        """The kind of main-process test under which this assignment builds its object, if any."""
+        value = node.value
+        if isinstance(value, ast.IfExp):
+            if _is_const(value.orelse, None):
+                return self.classify(value.test)
+            if _is_const(value.body, None):
+                return self.classify_negated(value.test)
+            return None
+        child: ast.AST = node
+        for ancestor in tree.ancestors(node):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                return None
+            if isinstance(ancestor, ast.If) and _contains(ancestor.body, child):
+                kind = self.classify(ancestor.test)
+                if kind is not None:
+                    return kind
+            child = ancestor
+        return None
 
     # --- rank expressions ------------------------------------------------------------------------------
     def rank_kind(self, expr: ast.expr) -> Kind | None:
@@ -102,6 +149,8 @@ class GuardRecognizer:
             return self._rank_kind_checked(operand) or self.classify_negated(operand)
         if isinstance(test, ast.Compare) and len(test.ops) == 1:
             return self._compare(test.left, test.ops[0], test.comparators[0], negated=False)
+        if self.main_only and (name := dotted(test)) in self.main_only:
+            return self.main_only[name]  # `if saver:`
         return self.predicate_kind(test)
 
     def classify_negated(self, test: ast.expr) -> Kind | None:
@@ -123,6 +172,10 @@ class GuardRecognizer:
         return None
 
     def _compare(self, left: ast.expr, op: ast.cmpop, right: ast.expr, negated: bool) -> Kind | None:
+        if isinstance(op, ast.Is | ast.IsNot) and _is_const(right, None):
+            # `saver is not None` is true on the main process only; `saver is None` everywhere else.
+            kind = self.main_only.get(dotted(left) or "")
+            return kind if kind is not None and isinstance(op, ast.IsNot) != negated else None
         if _is_zero(left) and isinstance(op, ast.Eq | ast.NotEq):
             left, right = right, left
         if isinstance(op, ast.In | ast.NotIn):

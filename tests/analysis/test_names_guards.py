@@ -160,3 +160,43 @@ def test_prefilter_markers_cover_the_catalogue() -> None:
     for name in predicates:
         markers = (*catalog.GUARD_MARKERS, *catalog.WRITE_MARKERS)
         assert any(m.decode() in name for m in markers), name
+
+
+# --- objects built on the main process only (DESIGN "Traps") --------------------------------------------
+_SAVER = "class Saver:\n    def save(self, m):\n        torch.save(m, 'c.pt')\n\n"
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        # a ternary, then `is not None`
+        "def train(m):\n    saver = Saver() if dist.get_rank() == 0 else None\n"
+        "    for step in range(3):\n        if saver is not None:\n            saver.save(m)\n",
+        # None first, built under the guard, then a truthy test on the attribute
+        "class T:\n    def __init__(self, rank):\n        self.saver = None\n"
+        "        if rank == 0:\n            self.saver = Saver()\n"
+        "    def step(self, m):\n        if self.saver:\n            torch.save(m, 'last.pt')\n",
+        # an early exit on `is None`
+        "def train(m):\n    saver = None if dist.get_rank() != 0 else Saver()\n"
+        "    if saver is None:\n        return\n    torch.save(m, 'c.pt')\n",
+    ],
+)
+def test_objects_built_on_the_main_process_only_are_guards(train: str) -> None:
+    from tests.codemods.helpers import codes, rewrite, src
+
+    source = src((_SAVER if "saver.save" in train else "class Saver:\n    pass\n\n") + train)
+    assert "CKP001" not in codes(source)
+    after = rewrite(source)
+    assert "is_main_process" not in after  # never a second guard
+    # One barrier every rank reaches (none where the early exit leaves no such place: CKP002 says so).
+    assert after.count("checkpoint_barrier(timeout=120)") == (0 if "return" in train else 1)
+
+
+def test_an_object_also_built_on_every_rank_is_not_a_guard() -> None:
+    from tests.codemods.helpers import codes, src
+
+    source = src(
+        _SAVER + "def train(m, rank):\n    saver = Saver() if rank == 0 else None\n"
+        "    saver = Saver()\n    if saver is not None:\n        saver.save(m)\n"
+    )
+    assert "CKP001" in codes(source)

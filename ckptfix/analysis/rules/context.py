@@ -42,6 +42,7 @@ class RuleContext:
         self.options = options
         self.runtime = options.style == "runtime"
         self.guards = GuardRecognizer(names, options.extra_main_predicates)
+        self.guards.learn_main_only_objects(tree)
         self.graph = CallGraph(tree, self.guards)
         self.module_functions = {f.name for f in self.graph.functions}
         self.issues: list[Issue] = []
