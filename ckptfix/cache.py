@@ -107,19 +107,16 @@ class Cache:
 
     def store(self, data: bytes, findings: Iterable[Finding]) -> None:
         """Record the findings of these bytes (their path is left out)."""
-        rows = [[f.line, f.col, f.code, f.message, f.fixable] for f in findings]
+        content = json.dumps([[f.line, f.col, f.code, f.message, f.fixable] for f in findings]).encode()
         entry = self._entry(data)
-        temporary = f"{entry}.{os.getpid()}.tmp"  # one writer per process at a time
         try:
             try:
-                _write(temporary, json.dumps(rows).encode())
+                _replace(entry, content)
             except FileNotFoundError:  # the first entry of its shard, or the cache was removed
                 os.makedirs(os.path.dirname(entry), exist_ok=True)
-                _write(temporary, json.dumps(rows).encode())
-            os.replace(temporary, entry)
+                _replace(entry, content)
         except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            pass
 
 
 def _row(row: object) -> _Row:
@@ -138,25 +135,37 @@ def _row(row: object) -> _Row:
     return line, col, code, message, fixable
 
 
-def _write(path: str, content: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(content)
+def _replace(path: str, content: bytes) -> None:
+    """Write `path` atomically: readers see the old file or the whole new one, never a part."""
+    temporary = f"{path}.{os.getpid()}.tmp"  # one writer per process at a time
+    try:
+        with open(temporary, "wb") as f:
+            f.write(content)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def open_cache(directory: str, options: Options, warn: Callable[[str], None]) -> Cache | None:
     """The cache in `directory`, created with a CACHEDIR.TAG and a `.gitignore` of `*` (backup tools
-    and git then leave it alone); None, after one `warn`, when it cannot be created or written."""
+    and git then leave it alone); None, after one `warn`, when it cannot be created or written (a
+    directory this call created is then removed again: a full disk gets no debris)."""
+    created = not os.path.isdir(directory)
     try:
         os.makedirs(directory, exist_ok=True)
         for name, content in (("CACHEDIR.TAG", _CACHEDIR_TAG), (".gitignore", "*\n")):
             marker = os.path.join(directory, name)
             if not os.path.exists(marker):
-                temporary = f"{marker}.{os.getpid()}.tmp"
-                _write(temporary, content.encode())
-                os.replace(temporary, marker)
+                _replace(marker, content.encode())
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PermissionError("permission denied")
     except OSError as exc:
+        if created:
+            import shutil  # only on this rare path
+
+            shutil.rmtree(directory, ignore_errors=True)
         warn(f"cache directory {directory} is not usable ({exc.strerror or exc}); running without the cache")
         return None
     run_key = hashlib.blake2b(options_key(options) + b"\0" + code_key(), digest_size=32).digest()
