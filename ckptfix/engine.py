@@ -166,10 +166,13 @@ def triage(path: str, options: Options, mode: Mode = "check", cache: Cache | Non
     return path, len(data), None
 
 
-def _pool(workers: int) -> Pool:
+def _pool(workers: int, preload: bool = True) -> Pool:
+    """Worker processes; `preload`: import the analysis once here, for every forked worker to inherit
+    (without it, each worker imports it with its first file to analyse, if any)."""
     import multiprocessing
 
-    from ckptfix import api  # noqa: F401  imported once here, inherited by every forked worker
+    if preload:
+        from ckptfix import api  # noqa: F401
 
     # fork starts workers in milliseconds and inherits the already imported modules; elsewhere
     # (macOS, Windows) fork is unsafe or missing and spawn is the only sound choice.
@@ -214,7 +217,8 @@ def run(
             done(result)
 
     if jobs > 1 and len(paths) >= _FILES_FOR_SHARED_TRIAGE:
-        with _pool(jobs) as pool:
+        # With a cache, the files to analyse may be none at all: a run of cache hits needs no analysis.
+        with _pool(jobs, preload=cache is None) as pool:
             triage_one = partial(triage, options=options, mode=mode, cache=cache)
             sort_out(pool.imap_unordered(triage_one, paths, _TRIAGE_CHUNK))
             analyse(pool)
