@@ -15,7 +15,7 @@ import pytest
 
 from ckptfix import cache
 from ckptfix.options import Options
-from tests.cli.conftest import BAD, REPO, finding_codes, run_cli
+from tests.cli.conftest import BAD, CLEAN, REPO, finding_codes, run_cli
 
 CACHE = ".ckptfix_cache"
 
@@ -52,9 +52,13 @@ def test_the_cache_is_read(tree: Path) -> None:
     assert "train_copy.py:1:1: CKP001 planted in the cache" in run_cli("check", cwd=tree).stdout
 
 
-def test_a_cache_hit_imports_neither_the_analysis_nor_libcst(tree: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_cache_hit_imports_neither_the_analysis_nor_libcst(tree: Path, jobs: str) -> None:
+    if jobs == "2":  # enough files for the workers to share the triage (engine._FILES_FOR_SHARED_TRIAGE)
+        for index in range(500):
+            (tree / f"util_{index}.py").write_text(CLEAN)
     run_cli("check", cwd=tree)
-    hit = run_cli("check", "-j1", cwd=tree, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    hit = run_cli("check", "-j", jobs, cwd=tree, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert hit.returncode == 1
     assert "ckptfix.cache" in hit.stderr  # the import profile is there
     assert "libcst" not in hit.stderr
