@@ -38,7 +38,6 @@ try:  # hashlib's own blake2b, without hashlib's OpenSSL import (10 ms of a 70 m
 except ImportError:  # not CPython
     from hashlib import blake2b
 
-DIRECTORY_NAME = ".ckptfix_cache"
 # Bumped when an entry's layout changes: old entries then simply stop matching.
 _FORMAT = b"ckptfix-cache-1"
 _CACHEDIR_TAG = (
