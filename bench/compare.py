@@ -1,7 +1,8 @@
 """`ckptfix check` against the tools users would otherwise run, on the same tree, paired.
 
 Tree runs (default tree: the installed torch package, ~2,300 files, 1.2 M lines):
-  ckptfix check -j1 and -j<all cores>, `ruff check --select S301 --no-cache` (one rule), TorchFix
+  ckptfix check -j1 and -j<all cores> without the findings cache, -j<all cores> again with a warm
+  cache (the repeated run of pre-commit and CI), `ruff check --select S301 --no-cache` (one rule), TorchFix
   (its default rules), `fixit lint` with one rule, a plain libcst parse of every file, and
   `grep -rl torch.save` as the floor.
 Apply cost: `ckptfix apply --diff` on N copies of a file with findings, alone and next to the tree.
@@ -83,16 +84,19 @@ def _measure(commands: list[Measured], rounds: int, timeout: float) -> None:
             command.codes.add(code)
 
 
-def _table(title: str, commands: list[Measured], reference: str) -> None:
-    ref = statistics.median(next(c for c in commands if c.name == reference).walls)
+def _table(title: str, commands: list[Measured], *references: str) -> None:
+    """One row per command, with its ratio to each reference command that was run."""
+    medians = {c.name: statistics.median(c.walls) for c in commands}
+    refs = [r for r in references if r in medians]
     print(f"\n{title}\n")
-    print(f"| command | median s | min-max s | peak MB | vs {reference} |")
-    print("|---|---|---|---|---|")
+    print("| command | median s | min-max s | peak MB |" + "".join(f" vs {r} |" for r in refs))
+    print("|---|---|---|---|" + "---|" * len(refs))
     for command in commands:
-        median = statistics.median(command.walls)
+        median = medians[command.name]
+        ratios = "".join(f" {median / medians[r]:.2f}x |" for r in refs)
         print(
             f"| {command.name} | {median:.3f} | {min(command.walls):.3f}-{max(command.walls):.3f} "
-            f"| {max(command.peaks_mb):.0f} | {median / ref:.2f}x |"
+            f"| {max(command.peaks_mb):.0f} |{ratios}"
         )
 
 
@@ -149,7 +153,7 @@ def main() -> None:
         [spec.submodule_search_locations[0]] if spec and spec.submodule_search_locations else []
     )
     py = sys.executable
-    ckptfix = [py, "-m", "ckptfix", "check", "-q", "--no-color"]
+    ckptfix = [py, "-m", "ckptfix", "check", "-q", "--no-color", "--no-cache"]
     ruff, torchfix, fixit = (_tool(n, args.tools_bin) for n in ("ruff", "torchfix", "fixit"))
     cores = os.cpu_count() or 1
     print(f"{cores} cores, Python {sys.version.split()[0]}, medians of {args.rounds} rounds after a warm-up")
@@ -159,9 +163,12 @@ def main() -> None:
 
     for tree in trees:
         files = sum(1 for _ in Path(tree).rglob("*.py"))
+        cache_dir = tempfile.mkdtemp(prefix="ckptfix-bench-cache-")  # filled by the warm-up run
+        cached = [*ckptfix[:-1], "--cache-dir", cache_dir]
         commands = [
             Measured("ckptfix check -j1", [*ckptfix, "-j", "1", tree]),
             Measured(f"ckptfix check -j{cores}", [*ckptfix, "-j", str(cores), tree]),
+            Measured(f"ckptfix check -j{cores} (warm cache)", [*cached, "-j", str(cores), tree]),
             Measured("grep -rl torch.save", ["grep", "-rl", "--include=*.py", "torch.save", tree]),
         ]
         if ruff:
@@ -180,10 +187,11 @@ def main() -> None:
                 )
             commands.append(Measured("libcst parse all", [py, "-c", _libcst_parse_script(tree)]))
         _measure(commands, args.rounds, args.timeout)
-        _table(f"Tree: {tree} ({files} files)", commands, f"ckptfix check -j{cores}")
+        shutil.rmtree(cache_dir)
+        _table(f"Tree: {tree} ({files} files)", commands, f"ckptfix check -j{cores}", "ruff --select S301")
 
     for tree in trees:
-        _apply_cost(tree, [*ckptfix[:3], "apply", "--diff", "-q", "--no-color"], args)
+        _apply_cost(tree, [*ckptfix[:3], "apply", "--diff", "-q", "--no-color", "--no-cache"], args)
 
     with tempfile.TemporaryDirectory() as scratch:
         clean = Path(scratch, "clean.py")

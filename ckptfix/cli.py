@@ -147,6 +147,16 @@ def _shared_options(func: F) -> F:
             metavar="PATH",
             help="The name to report (and exclude by) for source read from `-`.",
         ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(path_type=str),
+            envvar="CKPTFIX_CACHE_DIR",
+            default=None,
+            metavar="DIR",
+            help="Where to keep the findings cache (env CKPTFIX_CACHE_DIR) [default: .ckptfix_cache in "
+            "the directory of the config file, else the working directory].",
+        ),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the findings cache."),
         click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True),
         click.option("-q", "--quiet", is_flag=True, help="Print data only: no summary, no progress."),
         click.option("-v", "--verbose", is_flag=True, help="Report every file and the time taken."),
@@ -171,6 +181,7 @@ class _Run:
     quiet: bool
     verbose: bool
     color: bool
+    cache_dir: str | None  # None: no findings cache
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message), in the order met
 
     def say(self, message: str) -> None:
@@ -210,6 +221,9 @@ def _setup(params: dict[str, Any]) -> _Run:
         settings = resolve(load_config(path), flags)
     except ConfigError as exc:
         raise UsageProblem(str(exc)) from None
+    cache_dir = None
+    if settings.cache and not params["no_cache"]:
+        cache_dir = params["cache_dir"] or os.path.join(settings.root, ".ckptfix_cache")
     color = params["color"]
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -224,6 +238,7 @@ def _setup(params: dict[str, Any]) -> _Run:
         quiet=params["quiet"],
         verbose=params["verbose"] and not params["quiet"],
         color=color,
+        cache_dir=cache_dir,
     )
 
 
@@ -253,6 +268,11 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
     for problem in found.errors:
         run.error(problem.path, problem.message)
     jobs = run.jobs or engine.default_jobs()
+    cache = None
+    if run.cache_dir is not None and found.files:
+        from ckptfix.cache import open_cache
+
+        cache = open_cache(run.cache_dir, run.settings.options, lambda m: run.say(f"ckptfix: warning: {m}"))
     progress = Progress(len(found.files), sys.stderr, enabled=not run.quiet and not run.verbose)
 
     def on_result(result: engine.FileResult) -> None:
@@ -263,9 +283,11 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
             state = (
                 f"{_plural(len(result.findings), 'finding')}" if result.parsed else "skipped by the prefilter"
             )
+            if result.cached:
+                state += " (cached)"
             click.echo(f"{result.path}: {state}", err=True)
 
-    results = engine.run(found.files, run.settings.options, mode, jobs, on_result)
+    results = engine.run(found.files, run.settings.options, mode, jobs, on_result, cache)
     progress.close()
     for result in results:
         if result.error:

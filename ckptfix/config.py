@@ -19,6 +19,7 @@ from ckptfix.options import Options, Style
 # Directories no one wants checked; the same list ruff and black skip by default.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     ".bzr",
+    ".ckptfix_cache",
     ".direnv",
     ".eggs",
     ".git",
@@ -71,6 +72,7 @@ class FileConfig:
     extra_main_predicates: tuple[str, ...] = ()
     assume_distributed: bool | None = None
     rewrite_local_rank_guards: bool | None = None
+    cache: bool | None = None
 
     @property
     def root(self) -> Path:
@@ -99,6 +101,7 @@ class Settings:
     options: Options
     root: Path
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    cache: bool = True  # the config's `cache = false` turns the findings cache off
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -180,7 +183,7 @@ def parse_table(table: Mapping[str, object], where: str) -> dict[str, Any]:
             parsed[attr] = _timeout(where, key, value)
         elif key in ("extra-save-functions", "extra-main-predicates"):
             parsed[attr] = _dotted_names(where, key, value)
-        elif key in ("assume-distributed", "rewrite-local-rank-guards"):
+        elif key in ("assume-distributed", "rewrite-local-rank-guards", "cache"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: `{key}` must be true or false, got {value!r}")
             parsed[attr] = value
@@ -262,7 +265,7 @@ def resolve(config: FileConfig, flags: CliFlags) -> Settings:
         extra_main_predicates=config.extra_main_predicates,
         rewrite_local_rank_guards=bool(config.rewrite_local_rank_guards),
     )
-    return Settings(options=options, root=config.root, exclude=exclude)
+    return Settings(options=options, root=config.root, exclude=exclude, cache=config.cache is not False)
 
 
 def config_start(paths: Iterable[str], stdin_filename: str | None) -> Path:

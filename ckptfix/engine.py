@@ -1,9 +1,10 @@
 """Running the analysis and the rewrite over many files: per-file pipeline and parallel jobs.
 
 Per file: read bytes -> byte prefilter (most files cannot contain a save and are never decoded or
-parsed) -> decode -> api. Every failure becomes a one-line per-file error so one bad file never stops
-the run. `ckptfix.api` (and with it libcst) is imported only when a file needs it, which keeps
-`ckptfix check` on a file without saves close to the cost of starting Python and click.
+parsed) -> findings cache (`ckptfix.cache`, when the run has one) -> decode -> api. Every failure
+becomes a one-line per-file error so one bad file never stops the run. `ckptfix.api` (and with it
+libcst) is imported only when a file needs it, which keeps `ckptfix check` on a file without saves
+close to the cost of starting Python and click.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ckptfix.sourcefile import FileError, SourceFile, decode, read_bytes, unifie
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool
+
+    from ckptfix.cache import Cache
 
 Mode = Literal["check", "fix", "diff"]
 
@@ -49,6 +52,7 @@ class FileResult:
     diff: str = ""
     new_text: str | None = None  # the rewritten source, when there is one
     parsed: bool = False  # False when the prefilter ruled the file out
+    cached: bool = False  # the findings came from the cache
 
 
 def default_jobs() -> int:
@@ -122,35 +126,53 @@ def _process_data(path: str, data: bytes, options: Options, mode: Mode) -> FileR
         )
 
 
-def process_file(path: str, options: Options, mode: Mode) -> FileResult:
+def process_file(path: str, options: Options, mode: Mode, cache: Cache | None = None) -> FileResult:
     """process_data for a file that passed `triage`: reads it again (from the page cache), which
-    costs less than keeping or shipping the bytes."""
+    costs less than keeping or shipping the bytes. Stores the findings of the bytes it analysed."""
     try:
         data = read_bytes(path)
     except FileError as exc:
         return FileResult(path, error=str(exc))
-    return process_data(path, data, options, mode)
+    result = process_data(path, data, options, mode)
+    if cache is not None and result.error is None and _cacheable(result, mode):
+        cache.store(data, result.findings)
+    return result
+
+
+def _cacheable(result: FileResult, mode: Mode) -> bool:
+    """What the cache holds is `check`'s findings. apply's analysis gives the same answer when it
+    found nothing (no issue means nothing to fix), and only then."""
+    return mode == "check" or (not result.findings and result.new_text is None)
 
 
 Triaged = tuple[str, int, FileResult | None]
 
 
-def triage(path: str, options: Options) -> Triaged:
-    """Read one file and run the byte prefilter: (path, size, None) when it needs a parse, else
-    (path, 0, its final result: nothing to find, or why it could not be read)."""
+def triage(path: str, options: Options, mode: Mode = "check", cache: Cache | None = None) -> Triaged:
+    """Read one file, run the byte prefilter, then look in the cache: (path, size, None) when it needs
+    a parse, else (path, 0, its final result: nothing to find, the cached findings, or why it could
+    not be read)."""
     try:
         data = read_bytes(path)
     except FileError as exc:
         return path, 0, FileResult(path, error=str(exc))
-    if might_need_work(data, options):
-        return path, len(data), None
-    return path, 0, FileResult(path)
+    if not might_need_work(data, options):
+        return path, 0, FileResult(path)
+    if cache is not None:
+        findings = cache.load(path, data)
+        # apply needs the analysis itself for a file with findings; one without has nothing to rewrite.
+        if findings is not None and (mode == "check" or not findings):
+            return path, 0, FileResult(path, findings, parsed=True, cached=True)
+    return path, len(data), None
 
 
-def _pool(workers: int) -> Pool:
+def _pool(workers: int, preload: bool = True) -> Pool:
+    """Worker processes; `preload`: import the analysis once here, for every forked worker to inherit
+    (without it, each worker imports it with its first file to analyse, if any)."""
     import multiprocessing
 
-    from ckptfix import api  # noqa: F401  imported once here, inherited by every forked worker
+    if preload:
+        from ckptfix import api  # noqa: F401
 
     # fork starts workers in milliseconds and inherits the already imported modules; elsewhere
     # (macOS, Windows) fork is unsafe or missing and spawn is the only sound choice.
@@ -164,13 +186,15 @@ def run(
     mode: Mode,
     jobs: int,
     on_result: Callable[[FileResult], None] | None = None,
+    cache: Cache | None = None,
 ) -> list[FileResult]:
     """Process `paths` on up to `jobs` processes; results come back in the order of `paths`.
 
     Two steps. Triage reads every file and rules nearly all of them out by their bytes, in
-    microseconds each: on a large tree the workers share it, in chunks, on a small one the parent does
-    it alone. Then the candidates, which need a parse, go to the workers one by one, largest first,
-    so that no worker is left with a big file at the end while the others sit idle.
+    microseconds each, and takes the findings of the rest from `cache` where it has them: on a large
+    tree the workers share it, in chunks, on a small one the parent does it alone. Then the
+    candidates, which need a parse, go to the workers one by one, largest first, so that no worker is
+    left with a big file at the end while the others sit idle.
     """
     results: dict[str, FileResult] = {}
     candidates: list[tuple[int, str]] = []
@@ -188,16 +212,18 @@ def run(
                 done(result)
 
     def analyse(pool: Pool) -> None:
-        task = partial(process_file, options=options, mode=mode)
+        task = partial(process_file, options=options, mode=mode, cache=cache)
         for result in pool.imap_unordered(task, [path for _, path in sorted(candidates, reverse=True)]):
             done(result)
 
     if jobs > 1 and len(paths) >= _FILES_FOR_SHARED_TRIAGE:
-        with _pool(jobs) as pool:
-            sort_out(pool.imap_unordered(partial(triage, options=options), paths, _TRIAGE_CHUNK))
+        # With a cache, the files to analyse may be none at all: a run of cache hits needs no analysis.
+        with _pool(jobs, preload=cache is None) as pool:
+            triage_one = partial(triage, options=options, mode=mode, cache=cache)
+            sort_out(pool.imap_unordered(triage_one, paths, _TRIAGE_CHUNK))
             analyse(pool)
     else:
-        sort_out(triage(path, options) for path in paths)
+        sort_out(triage(path, options, mode, cache) for path in paths)
         # Starting workers costs about as much as checking a mid-sized file: not worth it for a few.
         total = sum(size for size, _ in candidates)
         workers = min(jobs, len(candidates), 1 + total // _BYTES_PER_WORKER)
@@ -206,5 +232,5 @@ def run(
                 analyse(pool)
         else:
             for _, path in sorted(candidates, reverse=True):
-                done(process_file(path, options, mode))
+                done(process_file(path, options, mode, cache))
     return [results[p] for p in paths]
