@@ -83,15 +83,15 @@ def _findings(path: str, tree: Tree, issues: list[Issue], fixed: set[int]) -> li
 
 
 def check_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> list[Finding]:
-    """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each."""
+    """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each.
+
+    A guard change (CKP006, opt-in CKP001) counts as fixable from the analysis alone: `check` never
+    loads libcst. In the rare case where `apply`'s second look refuses it (a write behind the lifted
+    guard could not be guarded), `apply` leaves it and says why.
+    """
     source = source.removeprefix(_BOM)
     analysis, issues = _analyze(source, path, options)
-    fixable = {i for i, issue in enumerate(issues) if issue.edits}
-    first = _first_pass(issues, fixable)
-    if first and _lift_or_none(source, path, options, analysis, issues) is None:
-        fixable -= first
-        issues = [_unliftable(issue) if i in first else issue for i, issue in enumerate(issues)]
-    return _findings(path, analysis.tree, issues, fixable)
+    return _findings(path, analysis.tree, issues, {i for i, issue in enumerate(issues) if issue.edits})
 
 
 def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
@@ -135,16 +135,6 @@ def _unliftable(issue: Issue) -> Issue:
         " collective would stay guarded; move the guard inward to the write by hand)"
     )
     return replace(issue, message=issue.message + reason, edits=[])
-
-
-def _lift_or_none(
-    source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]
-) -> tuple[str, Analysis, list[Issue]] | None:
-    """`_lift` for `check`: a file libcst cannot parse is still checked, its guards are just not fixable."""
-    try:
-        return _lift(source, path, options, analysis, issues)
-    except SourceError:
-        return None
 
 
 def _lift(

@@ -79,9 +79,10 @@ def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResu
     except api.SourceError as exc:
         return FileResult(path, error=f"cannot parse: {exc}", parsed=True)
     # Re-check the rewrite: what is left is what the user still has to fix by hand, and a rewrite
-    # that does not even parse (a bug of ours) must never reach the disk or a reviewer.
+    # that does not even parse (a bug of ours) must never reach the disk or a reviewer. fix_source,
+    # not check_source: a guard `apply` refused to lift is then reported with the reason.
     try:
-        remaining = tuple(sorted(api.check_source(new_text, path, options)))
+        remaining = tuple(sorted(api.fix_source(new_text, path, options).findings))
     except api.SourceError as exc:
         return FileResult(path, error=f"internal error: the rewrite does not parse ({exc}); left unchanged")
     fixed = max(len(result.findings) - len(remaining), 0)
