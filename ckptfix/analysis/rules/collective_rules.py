@@ -8,7 +8,7 @@ from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import Edit, SplitGuard
-from ckptfix.analysis.rules.context import RuleContext, exits_early, loop_of
+from ckptfix.analysis.rules.context import RuleContext, and_clauses, exits_early, loop_of
 from ckptfix.analysis.tree import walk_local
 
 # Calls an assignment may make and still be moved out of a main-process guard (they only compute a value).
@@ -190,11 +190,7 @@ class CollectiveRules(RuleContext):
         )
         if other_guard is not None:
             return f"the call is under a second guard at line {getattr(other_guard.node, 'lineno', '?')}"
-        clauses = (
-            test.test.values
-            if isinstance(test.test, ast.BoolOp) and isinstance(test.test.op, ast.And)
-            else [test.test]
-        )
+        clauses = and_clauses(test.test)
         main = [c for c in clauses if self.guards.classify(c) is not None]
         others = [c for c in clauses if self.guards.classify(c) is None]
         if not main:
@@ -221,14 +217,6 @@ class CollectiveRules(RuleContext):
             test=" and ".join(self._clause_text(c) for c in others) or None,
             main_test=" and ".join(self._clause_text(c) for c in main),
         )
-
-    def _clause_text(self, clause: ast.expr) -> str:
-        """Source of one `and` clause, parenthesized where `and` would bind it differently; braces
-        escaped for the template engine."""
-        text = self.tree.text(clause)
-        if "\n" in text or isinstance(clause, ast.BoolOp | ast.IfExp | ast.NamedExpr | ast.Lambda):
-            text = f"({text})"
-        return text.replace("{", "{{").replace("}", "}}")
 
     def _reaches_collective(self, stmt: ast.stmt) -> bool:
         def direct(call: ast.Call) -> bool:

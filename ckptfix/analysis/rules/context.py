@@ -84,6 +84,14 @@ class RuleContext:
         )
         return template, frozenset({"dist", "datetime"})
 
+    def _clause_text(self, clause: ast.expr) -> str:
+        """Source of one `and` clause, parenthesized where `and` would bind it differently; braces
+        escaped for the template engine (guard rewrites rebuild a test from its clauses)."""
+        text = self.tree.text(clause)
+        if "\n" in text or isinstance(clause, ast.BoolOp | ast.IfExp | ast.NamedExpr | ast.Lambda):
+            text = f"({text})"
+        return text.replace("{", "{{").replace("}", "}}")
+
     def _fresh_local(self, scope: ast.AST, wanted: str) -> str:
         """A name unused in `scope` (function or module) and not yet handed out there."""
         reserved = self._reserved.setdefault(id(scope), set())
@@ -168,3 +176,8 @@ def exits_early(stmt: ast.stmt) -> bool:
         return False
 
     return isinstance(stmt, ast.Return) or visit(stmt, isinstance(stmt, LOOPS))
+
+
+def and_clauses(test: ast.expr) -> list[ast.expr]:
+    """The clauses of `a and b and c`; a test that is no `and` is its own one clause."""
+    return test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]

@@ -11,7 +11,7 @@ from ckptfix.analysis.collectives import collective_name, contains_collective
 from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import CallEdit, Edit, GuardTest, InlineAtomic, WrapGuard
-from ckptfix.analysis.rules.context import LOG_CALLS
+from ckptfix.analysis.rules.context import LOG_CALLS, and_clauses
 from ckptfix.analysis.rules.placement import BarrierPlacement
 from ckptfix.analysis.saves import Save, argument
 from ckptfix.analysis.tree import walk_local
@@ -160,8 +160,7 @@ class SaveRules(BarrierPlacement):
         node = guard.node
         if not isinstance(node, ast.If) or guard.exit is not None:
             return []
-        test = node.test
-        clauses = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+        clauses = and_clauses(node.test)
         local = [c for c in clauses if self.guards.classify(c) == Kind.LOCAL]
         if not local or any(self.guards.classify(c) == Kind.GLOBAL for c in clauses):
             return []
@@ -174,8 +173,7 @@ class SaveRules(BarrierPlacement):
                 if main not in parts:
                     parts.append(main)
                 continue
-            text = self.tree.text(clause).replace("{", "{{").replace("}", "}}")
-            parts.append(f"({text})" if "\n" in text or isinstance(clause, ast.BoolOp | ast.IfExp) else text)
+            parts.append(self._clause_text(clause))
         return [GuardTest(self.key(node), " and ".join(parts), symbols)]
 
     def _main_only_state(self, call: ast.Call) -> Callable[[ast.AST], bool]:
