@@ -36,16 +36,8 @@ def _last_part(dotted: str) -> str:
 # The module is distributed code (analysis.distributed.is_distributed): an import or attribute chain
 # under a DISTRIBUTED_MODULE_PREFIXES entry, or a launcher variable. Like catalog.DISTRIBUTED_MARKERS,
 # but DDP's prefix (torch.nn.parallel.DistributedDataParallel) needs its own last part, not "parallel".
-DISTRIBUTED_MARKERS = (
-    b"distributed",
-    b"DistributedDataParallel",
-    b"accelerate",
-    b"deepspeed",
-    b"torch_xla",
-    b"lightning",
-    b"horovod",
-    b"RANK",
-    b"WORLD_SIZE",
+DISTRIBUTED_MARKERS = tuple(
+    b"DistributedDataParallel" if marker == b"parallel" else marker for marker in catalog.DISTRIBUTED_MARKERS
 )
 
 # Calls the analysis treats as checkpoint writes (analysis.saves.SaveFinder.target_of), and the
