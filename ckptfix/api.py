@@ -162,12 +162,14 @@ def _merge_runtime_imports(source: str) -> str:
     module = ast.parse(source)
     body = module.body
     for index, stmt in enumerate(body[:-1]):
+        if not _is_runtime_import(stmt):
+            continue
         run = [stmt]
         for follower in body[index + 1 :]:
             if not _is_runtime_import(follower) or follower.lineno != run[-1].end_lineno + 1:  # type: ignore[operator]
                 break
             run.append(follower)
-        if len(run) > 1 and _is_runtime_import(stmt):
+        if len(run) > 1:
             names = sorted({_alias_text(a) for s in run for a in s.names})  # type: ignore[attr-defined]
             lines = source.splitlines(keepends=True)
             newline = lines[stmt.lineno - 1][len(lines[stmt.lineno - 1].rstrip("\r\n")) :] or "\n"
