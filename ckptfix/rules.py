@@ -79,12 +79,15 @@ RULES: dict[str, Rule] = {
                 Why: the other ranks run ahead into the next collective and wait there for the writer; on
                 a slow file system they hit the collective timeout and the job dies, or state diverges.
                 Fix: one barrier with a real timeout (--barrier-timeout, default 120 s) per checkpoint
-                event, placed after the save and outside every branch of the function holding it (inside
-                the innermost loop), never inside the main-process guard. Several saves in one block share
-                it. When the save is guarded by its callers or by an early return, or its helper is called
-                inside a branch (`if is_best: self.save_best()`: ranks may disagree), the barrier goes
-                after each call site, outside the caller's branches. Not rewritten when no such place
-                exists (an early `continue`, unknown callers).
+                event, placed after the save and outside every branch of the function holding it that
+                ranks may disagree on (inside the innermost loop), never inside the main-process guard.
+                A branch every rank takes alike (`if step % save_every == 0:` with a loop counter, a
+                constant or an `args.` setting) keeps the barrier inside: one barrier per checkpoint, not
+                one per step. Several saves in one block share it. When the save is guarded by its
+                callers or by an early return, or its helper is called inside a branch
+                (`if is_best: self.save_best()`: ranks may disagree), the barrier goes after each call
+                site, outside the caller's branches. Not rewritten when no such place exists (an early
+                `continue`, unknown callers).
                 """
             ),
             before=_text(

@@ -16,10 +16,10 @@ def _barrier_lines(source: str) -> list[str]:
 def test_guarded_save_without_barrier_gets_one_after_the_guard() -> None:
     before = src(
         """
-        def train(model, rank):
+        def train(model, rank, scores):
             for step in range(100):
                 loss = model(step)
-                if step % 10 == 0:
+                if scores[step] > 0.5:
                     if rank == 0:
                         torch.save(model.state_dict(), "ckpt.pt")
                 loss.backward()
@@ -31,6 +31,42 @@ def test_guarded_save_without_barrier_gets_one_after_the_guard() -> None:
     at = lines.index("        checkpoint_barrier(timeout=120)")
     assert lines[at - 1].strip() == 'torch.save(model.state_dict(), "ckpt.pt")'
     assert lines[at + 1] == "        loss.backward()"  # inside the loop, outside both ifs
+
+
+def test_barrier_goes_inside_a_branch_every_rank_takes_alike() -> None:
+    """`if step % 10 == 0:` is the same on every rank: one barrier per checkpoint, not one per step."""
+    before = src(
+        """
+        def train(model, rank):
+            for step in range(100):
+                loss = model(step)
+                if step % 10 == 0:
+                    if rank == 0:
+                        torch.save(model.state_dict(), "ckpt.pt")
+                loss.backward()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("            checkpoint_barrier(timeout=120)")
+    assert lines[at - 1].strip() == 'torch.save(model.state_dict(), "ckpt.pt")'
+    assert lines[at - 2] == "            if rank == 0:"
+    assert lines[at + 1] == "        loss.backward()"
+    assert len(_barrier_lines(after)) == 1
+
+
+def test_existing_barrier_after_a_uniform_branch_is_kept() -> None:
+    before = src(
+        """
+        def train(model, rank):
+            for step in range(100):
+                if (step + 1) % 10 == 0:
+                    if rank == 0:
+                        torch.save(model.state_dict(), "ckpt.pt")
+                dist.barrier()
+        """
+    )
+    assert findings(before, select=frozenset({"CKP002"})) == []
 
 
 def test_several_saves_in_one_block_share_one_barrier() -> None:

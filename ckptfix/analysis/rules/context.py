@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ckptfix.analysis.callgraph import CallGraph
 from ckptfix.analysis.collectives import is_barrier_call
@@ -11,6 +12,7 @@ from ckptfix.analysis.guards import GuardRecognizer
 from ckptfix.analysis.names import Names
 from ckptfix.analysis.plan import Edit, Key
 from ckptfix.analysis.tree import LOOPS, Tree, walk_local
+from ckptfix.analysis.uniform import RankUniform
 from ckptfix.options import Options
 
 LOG_CALLS = frozenset({"print", "info", "debug", "warning", "warn", "log", "write", "exception", "error"})
@@ -52,6 +54,11 @@ class RuleContext:
         self._syncs: dict[int, bool] = {}
         self._reserved: dict[int, set[str]] = {}
         self._constants = _numeric_constants(tree.module)
+
+    @cached_property
+    def uniform(self) -> RankUniform:
+        """Which branch tests every rank evaluates alike (built only when a barrier is placed)."""
+        return RankUniform(self.tree, self.guards)
 
     def _issue(self, code: str, node: ast.AST, message: str, edits: list[Edit] | None = None) -> None:
         if code not in self.options.select:

@@ -1,8 +1,10 @@
-"""CKP002: where the barrier after a checkpoint goes (outside every branch, never inside a guard)."""
+"""CKP002: where the barrier after a checkpoint goes (outside every branch ranks may disagree on, never
+inside a guard)."""
 
 from __future__ import annotations
 
 import ast
+from itertools import pairwise
 
 from ckptfix.analysis.plan import Edit, Insert
 from ckptfix.analysis.rules.context import RuleContext, contains_loop, exits_early
@@ -41,15 +43,25 @@ class BarrierPlacement(RuleContext):
         return (block[0].lineno, block[0].col_offset, loops)
 
     def _anchor_statement(self, node: ast.AST) -> ast.stmt:
-        """The outermost statement around `node` inside its innermost loop body or function body: the
-        barrier goes after it, outside every branch (ranks that took different branches still meet)."""
-        result = self.tree.statement(node)
+        """The statement around `node` after which the barrier goes: outside every branch ranks may
+        disagree on (ranks that took different branches still meet) inside the innermost loop body or
+        function body, but inside the branches every rank takes alike (`if step % every == 0:`: one
+        barrier per checkpoint, not one per step)."""
+        chain: list[ast.stmt] = []
         for stmt in self.tree.enclosing_statements(node):
-            result = stmt
+            chain.append(stmt)
             parent = self.tree.parent.get(id(stmt))
             if isinstance(parent, LOOPS) or (isinstance(parent, ast.If) and _is_main_block(parent)):
                 break
-        return result
+        chain.reverse()  # outermost first
+        for outer, inner in pairwise(chain):
+            if not (isinstance(outer, ast.If) and self._taken_alike(outer) and _directly_in(inner, outer)):
+                return outer
+        return chain[-1]
+
+    def _taken_alike(self, node: ast.AST | None) -> bool:
+        """`node` is an `if` every rank takes or skips together."""
+        return isinstance(node, ast.If) and (_is_main_block(node) or self.uniform.test(node.test))
 
     def _anchors(self, node: ast.AST, seen: frozenset[int]) -> list[ast.stmt] | None:
         """Statements after which every rank passes once the write at `node` is done; None when no
@@ -110,6 +122,9 @@ class BarrierPlacement(RuleContext):
             for child in [sibling, *walk_local(sibling)]:
                 if isinstance(child, ast.Call) and self._is_sync(child):
                     return True
+        owner = self.tree.parent.get(id(anchor))
+        if self._taken_alike(owner):  # the anchor is inside `if step % every == 0:`; so is the barrier
+            return self._barrier_follows(owner, node, depth)  # type: ignore[arg-type]
         function = self.tree.function(anchor)
         if depth < 2 and function is not None and block is function.body:
             sites = self.graph.sites[id(function)]
@@ -119,6 +134,10 @@ class BarrierPlacement(RuleContext):
                 for site in sites
             )
         return False
+
+
+def _directly_in(stmt: ast.stmt, branch: ast.If) -> bool:
+    return any(item is stmt for item in (*branch.body, *branch.orelse))
 
 
 def _is_main_block(node: ast.If) -> bool:

@@ -1,0 +1,275 @@
+"""Branch conditions every rank evaluates alike (`if step % save_every == 0:`).
+
+The barrier after a checkpoint must be reached by every rank, so by default it goes after the outermost
+branch around the save (DESIGN "The rewrite"). Inside a training loop that means a barrier on every
+step, which on NCCL also stalls the GPU pipeline each step. When the branch's test is the same on every
+rank, all ranks take the branch together and the barrier can go inside it: once per checkpoint event.
+
+"The same on every rank" is proved, never guessed; anything unproved counts as rank-dependent, which
+keeps the old placement (correct, only slower). Proved uniform:
+- constants, and arithmetic, comparisons and boolean logic over uniform operands;
+- a loop counter: the target of `for i in range(...)` when the start and step are uniform (the stop
+  does not matter: at the k-th iteration every rank holds start + k * step), or the index of
+  `for i, x in enumerate(...)` with a uniform start;
+- a local or module name whose every binding assigns a uniform value and runs at uniformly reached
+  code (a `global_step += 1` inside `if rank == 0:` diverges);
+- a setting on a configuration object (`args.save_every`, `cfg.train.ckpt_interval`): attributes of
+  the conventional names in CONFIG_ROOTS, unless a part of the name suggests it differs per process
+  (`args.local_rank`, `args.gpu`);
+- `int`, `min`, `max`, `abs`, `round`, `bool`, `float` of uniform arguments.
+Loops are assumed to run in lockstep: in training code every iteration meets the other ranks in a
+collective (the gradient all-reduce), so iteration counts agree.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from ckptfix.analysis.guards import GuardRecognizer
+from ckptfix.analysis.names import dotted
+from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+
+CONFIG_ROOTS = frozenset(
+    {
+        "args",
+        "cfg",
+        "config",
+        "conf",
+        "opt",
+        "opts",
+        "hparams",
+        "flags",
+        "FLAGS",
+        "training_args",
+        "train_cfg",
+    }
+)
+# Parts of a setting's name that suggest a per-process value.
+PER_PROCESS_HINTS = (
+    "rank",
+    "local",
+    "gpu",
+    "device",
+    "node",
+    "host",
+    "master",
+    "main",
+    "proc",
+    "worker",
+    "cuda",
+)
+PURE_BUILTINS = frozenset({"int", "float", "bool", "min", "max", "abs", "round"})
+
+Scope = FunctionNode | ast.Module
+# A binding of a name: the statement (a scope node for bindings inside expressions) and the value it
+# assigns: an expression, the counter's own Name for a `for` loop, None for anything unproved
+# (parameters, imports, with-targets, unpacking, walrus).
+Binding = tuple[ast.stmt | Scope, ast.expr | None]
+
+
+class RankUniform:
+    """Answers "is this test the same on every rank?" for one module."""
+
+    def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
+        self.tree = tree
+        self.guards = guards
+        self._bindings: dict[int, dict[str, list[Binding]]] = {}
+        self._names: dict[tuple[int, str], bool] = {}
+        self._visiting: set[tuple[int, str]] = set()
+        # Names some function declares global or nonlocal: written from elsewhere, never proved. And
+        # settings the code itself assigns (`args.should_save = rank == 0`): no longer plain settings.
+        self._written_elsewhere: set[str] = set()
+        self._assigned_settings: set[str] = set()
+        for node in tree.nodes:
+            if isinstance(node, ast.Global | ast.Nonlocal):
+                self._written_elsewhere.update(node.names)
+            elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for part in ast.walk(target):
+                        if isinstance(part, ast.Attribute):
+                            self._assigned_settings.add(dotted(part) or "")
+
+    def test(self, test: ast.expr) -> bool:
+        """The branch on `test` is taken by every rank or by none."""
+        if self.guards.classify(test) is not None or self.guards.classify_negated(test) is not None:
+            return False
+        return self._expr(test, self._scope(test))
+
+    def reached_alike(self, stmt: ast.stmt) -> bool:
+        """Every rank runs `stmt` whenever any rank does (as far as its own function goes): the only
+        branches around it are loops and uniform `if`s."""
+        for ancestor in self.tree.ancestors(stmt):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
+                return True
+            if isinstance(ancestor, ast.ClassDef | ast.Lambda | ast.ExceptHandler | ast.match_case):
+                return False
+            if isinstance(ancestor, ast.If) and not self.test(ancestor.test):
+                return False
+            if isinstance(ancestor, ast.IfExp | ast.BoolOp | ast.comprehension):
+                return False
+        return True
+
+    # --- expressions -----------------------------------------------------------------------------------
+    def _expr(self, expr: ast.expr, scope: Scope) -> bool:
+        if isinstance(expr, ast.Constant):
+            return True
+        if isinstance(expr, ast.Name):
+            return self._name(expr.id, scope)
+        if isinstance(expr, ast.Attribute):
+            return _is_setting(expr) and dotted(expr) not in self._assigned_settings
+        if isinstance(expr, ast.BinOp):
+            return self._expr(expr.left, scope) and self._expr(expr.right, scope)
+        if isinstance(expr, ast.UnaryOp):
+            return self._expr(expr.operand, scope)
+        if isinstance(expr, ast.BoolOp):
+            return all(self._expr(value, scope) for value in expr.values)
+        if isinstance(expr, ast.Compare):
+            return self._expr(expr.left, scope) and all(self._expr(c, scope) for c in expr.comparators)
+        if isinstance(expr, ast.Call):
+            return (
+                isinstance(expr.func, ast.Name)
+                and expr.func.id in PURE_BUILTINS
+                and not self._shadowed(expr.func.id, scope)
+                and all(self._expr(a, scope) for a in expr.args)
+                and all(k.arg is not None and self._expr(k.value, scope) for k in expr.keywords)
+            )
+        return False
+
+    def _name(self, name: str, scope: Scope) -> bool:
+        if name in self._written_elsewhere:
+            return False
+        bindings = self._bindings_of(scope).get(name)
+        if bindings is None:
+            if isinstance(scope, ast.Module):
+                return False  # never bound here: a builtin, a star import, a name from elsewhere
+            return self._name(name, self._outer_scope(scope))
+        key = (id(scope), name)
+        known = self._names.get(key)
+        if known is not None:
+            return known
+        if key in self._visiting:
+            return True  # `step = step + 1`: uniform if its other bindings are
+        self._visiting.add(key)
+        try:
+            result = all(self._binding(stmt, value, scope) for stmt, value in bindings)
+        finally:
+            self._visiting.discard(key)
+        self._names[key] = result
+        return result
+
+    def _binding(self, stmt: ast.stmt | Scope, value: ast.expr | None, scope: Scope) -> bool:
+        if value is None or not isinstance(stmt, ast.stmt) or not self.reached_alike(stmt):
+            return False
+        if isinstance(stmt, ast.For | ast.AsyncFor):
+            return self._counter(stmt, value, scope)
+        return self._expr(value, scope)
+
+    def _counter(self, loop: ast.For | ast.AsyncFor, counter: ast.expr, scope: Scope) -> bool:
+        """`for i in range(start, stop, step)` / `for i, x in enumerate(it, start)`: at the k-th
+        iteration i is the same on every rank when start and step are."""
+        call = loop.iter
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+            return False
+        if self._shadowed(call.func.id, scope) or any(k.arg != "start" for k in call.keywords):
+            return False
+        args = call.args
+        if call.func.id == "range" and counter is loop.target and 1 <= len(args) <= 3 and not call.keywords:
+            fixed = args[2:] + (args[:1] if len(args) >= 2 else [])
+            return all(self._expr(a, scope) for a in fixed)
+        if call.func.id == "enumerate" and isinstance(loop.target, ast.Tuple) and len(args) in {1, 2}:
+            return all(self._expr(a, scope) for a in [*args[1:], *(k.value for k in call.keywords)])
+        return False
+
+    # --- scopes ----------------------------------------------------------------------------------------
+    def _scope(self, node: ast.AST) -> Scope:
+        function = self.tree.function(node)
+        return function if function is not None else self.tree.module
+
+    def _outer_scope(self, function: FunctionNode) -> Scope:
+        return self._scope(function)
+
+    def _shadowed(self, name: str, scope: Scope) -> bool:
+        """`name` is bound in `scope`, an enclosing function or the module: not the builtin."""
+        while not isinstance(scope, ast.Module):
+            if name in self._bindings_of(scope):
+                return True
+            scope = self._outer_scope(scope)
+        return name in self._bindings_of(scope)
+
+    def _bindings_of(self, scope: Scope) -> dict[str, list[Binding]]:
+        found = self._bindings.get(id(scope))
+        if found is None:
+            found = self._bindings[id(scope)] = _collect_bindings(scope)
+        return found
+
+
+def _collect_bindings(scope: Scope) -> dict[str, list[Binding]]:
+    """Every binding of every name in `scope` (not in nested functions or classes)."""
+    bindings: dict[str, list[Binding]] = {}
+
+    def bind(name: str, stmt: ast.stmt | Scope, value: ast.expr | None) -> None:
+        bindings.setdefault(name, []).append((stmt, value))
+
+    def bind_target(target: ast.expr, stmt: ast.stmt | Scope, value: ast.expr | None) -> None:
+        if isinstance(target, ast.Name):
+            bind(target.id, stmt, value)
+        elif isinstance(target, ast.Starred):
+            bind_target(target.value, stmt, None)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                bind_target(element, stmt, None)  # unpacking: unproved
+
+    if not isinstance(scope, ast.Module):
+        for arg in ast.walk(scope.args):
+            if isinstance(arg, ast.arg):
+                bind(arg.arg, scope, None)
+    for node in walk_local(scope):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                bind_target(target, node, node.value)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign) and isinstance(node.target, ast.Name):
+            value = node.value
+            if isinstance(node, ast.AugAssign):
+                value = ast.BinOp(left=node.target, op=node.op, right=node.value)
+            if value is not None:
+                bind(node.target.id, node, value)
+        elif isinstance(node, ast.For | ast.AsyncFor):
+            # The counter is bound to the loop itself (judged by RankUniform._counter).
+            target = node.target
+            elements = target.elts if isinstance(target, ast.Tuple) else [target]
+            if elements and isinstance(elements[0], ast.Name):
+                bind(elements[0].id, node, elements[0])
+                elements = elements[1:]
+            for element in elements:
+                bind_target(element, node, None)
+        elif isinstance(node, ast.NamedExpr):
+            bind(node.target.id, scope, None)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bind(node.name, node, None)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                bind((alias.asname or alias.name).split(".")[0], node, None)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bind(node.name, scope, None)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            bind_target(node.optional_vars, scope, None)
+        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+            bind(node.name, scope, None)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                bind_target(target, node, None)
+    return bindings
+
+
+def _is_setting(expr: ast.Attribute) -> bool:
+    """`args.save_every`: an attribute chain on a configuration object, none of whose parts suggests a
+    per-process value."""
+    parts: list[str] = []
+    current: ast.expr = expr
+    while isinstance(current, ast.Attribute):
+        parts.append(current.attr)
+        current = current.value
+    if not isinstance(current, ast.Name) or current.id not in CONFIG_ROOTS:
+        return False
+    return not any(hint in part.lower() for part in parts for hint in PER_PROCESS_HINTS)
