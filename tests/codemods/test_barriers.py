@@ -388,3 +388,23 @@ def test_barrier_ending_training_becomes_final_sync() -> None:
     after = rewrite(before, select=frozenset({"CKP003", "CKP007"}))
     assert "        checkpoint_barrier(timeout=120)\n    final_sync(timeout=180)\n" in after
     assert "    dist.barrier()\n    final_sync(timeout=30)\n    dist.destroy_process_group()\n" in after
+
+
+def test_loop_inside_the_guard_gets_its_barrier_after_the_guard() -> None:
+    """`if rank == 0: for ...: save`: a barrier in the loop would be one only rank 0 reaches."""
+    before = src(
+        """
+        def train(model, rank):
+            if rank == 0:
+                for step in range(10):
+                    if step % 2 == 0:
+                        torch.save(model.state_dict(), "ckpt.pt")
+            model.step()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("    checkpoint_barrier(timeout=120)")
+    assert lines[at + 1] == "    model.step()"
+    assert len(_barrier_lines(after)) == 1
+    assert codes(after, select=frozenset({"CKP002"})) == []

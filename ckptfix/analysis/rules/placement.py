@@ -46,18 +46,40 @@ class BarrierPlacement(RuleContext):
         """The statement around `node` after which the barrier goes: outside every branch ranks may
         disagree on (ranks that took different branches still meet) inside the innermost loop body or
         function body, but inside the branches every rank takes alike (`if step % every == 0:`: one
-        barrier per checkpoint, not one per step)."""
+        barrier per checkpoint, not one per step). A loop that itself sits in such a branch
+        (`if rank == 0: for ...`) is no place for it: the barrier goes after that branch."""
         chain: list[ast.stmt] = []
+        loop: ast.AST | None = None
         for stmt in self.tree.enclosing_statements(node):
             chain.append(stmt)
             parent = self.tree.parent.get(id(stmt))
-            if isinstance(parent, LOOPS) or (isinstance(parent, ast.If) and _is_main_block(parent)):
+            if isinstance(parent, LOOPS):
+                loop = parent
                 break
+            if isinstance(parent, ast.If) and _is_main_block(parent):
+                break
+        if loop is not None:
+            branch = self._divergent_branch(loop)
+            if branch is not None:
+                return self._anchor_statement(branch)
         chain.reverse()  # outermost first
         for outer, inner in pairwise(chain):
             if not (isinstance(outer, ast.If) and self._taken_alike(outer) and _directly_in(inner, outer)):
                 return outer
         return chain[-1]
+
+    def _divergent_branch(self, loop: ast.AST) -> ast.stmt | None:
+        """The outermost branch around `loop`, up to its function, that ranks may disagree on: an
+        `if` not taken alike, a `try`'s handler, a `match`."""
+        found: ast.stmt | None = None
+        child = loop
+        for ancestor in self.tree.ancestors(loop):
+            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                break
+            if _divides(ancestor, child) and not self._taken_alike(ancestor):
+                found = ancestor  # type: ignore[assignment]
+            child = ancestor
+        return found
 
     def _taken_alike(self, node: ast.AST | None) -> bool:
         """`node` is an `if` every rank takes or skips together."""
@@ -134,6 +156,16 @@ class BarrierPlacement(RuleContext):
                 for site in sites
             )
         return False
+
+
+def _divides(node: ast.AST, child: ast.AST) -> bool:
+    """Ranks may split at `node` on the way to `child`: an `if`'s branches, a `match`'s cases, a `try`'s
+    handlers (for an `if`, RankUniform may still prove the split never happens)."""
+    if isinstance(node, ast.If):
+        return child is not node.test
+    if isinstance(node, ast.Try | ast.TryStar):
+        return any(child is handler for handler in node.handlers)
+    return isinstance(node, ast.Match)
 
 
 def _directly_in(stmt: ast.stmt, branch: ast.If) -> bool:
