@@ -47,6 +47,8 @@ class GuardRecognizer:
         # Objects that exist on the main process only (`learn_main_only_objects`): `x is not None`
         # and a truthy `x` test for them are guards.
         self.main_only: dict[str, Kind] = {}
+        # Flags set on the main process only (`learn_main_flags`): a truthy `self.save_to_disk` test.
+        self.main_flags: dict[str, Kind] = {}
 
     def learn_main_only_objects(self, tree: Tree) -> None:
         """Names (or `self.x` attributes) built only on the main process and None elsewhere:
@@ -71,6 +73,43 @@ class GuardRecognizer:
             known = [k for k in found if k is not None and k != Kind.SHARD]
             if len(known) == len(found):
                 self.main_only[name] = min(known)
+
+    def learn_main_flags(self, tree: Tree) -> None:
+        """Attributes a constructor stores from an argument that every construction in the module
+        passes a main-process test for: with `self.save_to_disk = save_to_disk` in `Saver.__init__`
+        and only `Saver(save_to_disk=dist.get_rank() == 0)` calls, `if self.save_to_disk:` is a guard
+        (DESIGN "Traps": a constructor flag). An attribute assigned anywhere else, in any class, or a
+        construction that passes something else (or nothing, or `*args`) proves nothing."""
+        classes = [node for node in tree.nodes if isinstance(node, ast.ClassDef)]
+        stores: dict[str, int] = {}
+        for node in tree.nodes:
+            if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Attribute) and (name := dotted(target)) is not None:
+                        stores[name] = stores.get(name, 0) + 1
+        constructions: dict[str, list[ast.Call]] = {}
+        for call in tree.calls:
+            if isinstance(call.func, ast.Name):
+                constructions.setdefault(call.func.id, []).append(call)
+        for cls in classes:
+            for attribute, parameter, position in _constructor_flags(cls):
+                name = f"self.{attribute}"
+                calls = constructions.get(cls.name, [])
+                if stores.get(name) != 1 or not calls:
+                    continue
+                kinds = [self._flag_kind(call, parameter, position) for call in calls]
+                known = [k for k in kinds if k is not None and k != Kind.SHARD]
+                if len(known) == len(kinds):
+                    self.main_flags[name] = min(known)
+
+    def _flag_kind(self, call: ast.Call, parameter: str, position: int | None) -> Kind | None:
+        """The kind of main-process test a construction passes for the flag's parameter."""
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            return None
+        passed = [k.value for k in call.keywords if k.arg == parameter]
+        if not passed and position is not None and position < len(call.args):
+            passed = [call.args[position]]
+        return self.classify(passed[0]) if passed else None
 
     def _built_on_main(self, tree: Tree, node: ast.Assign) -> Kind | None:
         """The kind of main-process test under which this assignment builds its object, if any."""
@@ -151,6 +190,8 @@ class GuardRecognizer:
             return self._compare(test.left, test.ops[0], test.comparators[0], negated=False)
         if self.main_only and (name := dotted(test)) in self.main_only:
             return self.main_only[name]  # `if saver:`
+        if self.main_flags and (name := dotted(test)) in self.main_flags:
+            return self.main_flags[name]  # `if self.save_to_disk:`
         return self.predicate_kind(test)
 
     def classify_negated(self, test: ast.expr) -> Kind | None:
@@ -255,6 +296,35 @@ class GuardRecognizer:
             if kind is not None:
                 return Guard(kind, previous, exit_kind)
         return None
+
+
+def _constructor_flags(cls: ast.ClassDef) -> list[tuple[str, str, int | None]]:
+    """(attribute, parameter, position among the call's arguments) for each `self.x = parameter`
+    statement of the class's `__init__` body (position None for keyword-only parameters)."""
+    init = next(
+        (f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"),
+        None,
+    )
+    if init is None:
+        return []
+    positional = [a.arg for a in (*init.args.posonlyargs, *init.args.args)][1:]  # less `self`
+    keyword_only = {a.arg for a in init.args.kwonlyargs}
+    flags: list[tuple[str, str, int | None]] = []
+    for stmt in init.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(target := stmt.targets[0], ast.Attribute)
+            and isinstance(target.value, ast.Name)
+            and target.value.id == "self"
+            and isinstance(stmt.value, ast.Name)
+        ):
+            parameter = stmt.value.id
+            if parameter in positional:
+                flags.append((target.attr, parameter, positional.index(parameter)))
+            elif parameter in keyword_only:
+                flags.append((target.attr, parameter, None))
+    return flags
 
 
 def _contains(block: ast.AST | list[ast.stmt], node: ast.AST) -> bool:

@@ -200,3 +200,56 @@ def test_an_object_also_built_on_every_rank_is_not_a_guard() -> None:
         "    saver = Saver()\n    if saver is not None:\n        saver.save(m)\n"
     )
     assert "CKP001" in codes(source)
+
+
+# --- constructor flags (DESIGN "Traps": `save_to_disk=is_main_process()`) -------------------------------
+_FLAGGED_SAVER = (
+    "class Saver:\n    def __init__(self, path, save_to_disk=False):\n        self.path = path\n"
+    "        self.save_to_disk = save_to_disk\n"
+    "    def save(self, m):\n        if self.save_to_disk:\n            torch.save(m, self.path)\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    "construct",
+    [
+        "Saver('c.pt', save_to_disk=dist.get_rank() == 0)",
+        "Saver('c.pt', dist.get_rank() == 0)",
+        "Saver('c.pt', save_to_disk=is_main_process())",
+    ],
+)
+def test_a_flag_every_construction_sets_on_the_main_process_is_a_guard(construct: str) -> None:
+    from tests.codemods.helpers import codes, rewrite, src
+
+    source = src(_FLAGGED_SAVER + f"def train(m):\n    saver = {construct}\n    saver.save(m)\n")
+    assert "CKP001" not in codes(source)
+    after = rewrite(source)
+    assert "is_main_process()" not in after.replace(construct, "")  # never a second guard
+    assert after.count("checkpoint_barrier(timeout=120)") == 1
+
+
+@pytest.mark.parametrize(
+    "construct",
+    [
+        "Saver('c.pt', save_to_disk=True)",  # on every rank
+        "Saver('c.pt')",  # the default
+        "Saver('c.pt', **options)",  # unknown
+    ],
+)
+def test_a_flag_not_proved_main_only_is_no_guard(construct: str) -> None:
+    from tests.codemods.helpers import codes, src
+
+    main_built = "Saver('best.pt', save_to_disk=dist.get_rank() == 0)"
+    source = src(_FLAGGED_SAVER + f"def train(m):\n    a = {main_built}\n    b = {construct}\n")
+    assert "CKP001" in codes(source)
+
+
+def test_a_flag_assigned_again_is_no_guard() -> None:
+    from tests.codemods.helpers import codes, src
+
+    source = src(
+        _FLAGGED_SAVER
+        + "    def enable(self):\n        self.save_to_disk = True\n\n"
+        + "def train(m):\n    saver = Saver('c.pt', save_to_disk=dist.get_rank() == 0)\n"
+    )
+    assert "CKP001" in codes(source)
