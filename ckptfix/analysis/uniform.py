@@ -30,34 +30,10 @@ from ckptfix.analysis.names import dotted
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
 
 CONFIG_ROOTS = frozenset(
-    {
-        "args",
-        "cfg",
-        "config",
-        "conf",
-        "opt",
-        "opts",
-        "hparams",
-        "flags",
-        "FLAGS",
-        "training_args",
-        "train_cfg",
-    }
+    {"args", "cfg", "config", "conf", "opt", "opts", "hparams", "flags", "FLAGS", "training_args"}
 )
 # Parts of a setting's name that suggest a per-process value.
-PER_PROCESS_HINTS = (
-    "rank",
-    "local",
-    "gpu",
-    "device",
-    "node",
-    "host",
-    "master",
-    "main",
-    "proc",
-    "worker",
-    "cuda",
-)
+PER_PROCESS_HINTS = ("rank", "local", "gpu", "device", "node", "host", "master", "main", "proc", "worker")
 PURE_BUILTINS = frozenset({"int", "float", "bool", "min", "max", "abs", "round"})
 
 Scope = FunctionNode | ast.Module
@@ -96,7 +72,7 @@ class RankUniform:
             return False
         return self._expr(test, self._scope(test))
 
-    def reached_alike(self, stmt: ast.stmt) -> bool:
+    def _reached_alike(self, stmt: ast.stmt) -> bool:
         """Every rank runs `stmt` whenever any rank does (as far as its own function goes): the only
         branches around it are loops and uniform `if`s."""
         for ancestor in self.tree.ancestors(stmt):
@@ -159,7 +135,7 @@ class RankUniform:
         return result
 
     def _binding(self, stmt: ast.stmt | Scope, value: ast.expr | None, scope: Scope) -> bool:
-        if value is None or not isinstance(stmt, ast.stmt) or not self.reached_alike(stmt):
+        if value is None or not isinstance(stmt, ast.stmt) or not self._reached_alike(stmt):
             return False
         if isinstance(stmt, ast.For | ast.AsyncFor):
             return self._counter(stmt, value, scope)
