@@ -209,10 +209,11 @@ RULES: dict[str, Rule] = {
                 aborts with a size mismatch against the next step's gradient all-reduce; with equal
                 sizes the sums would silently be wrong).
                 Collectives: torch.distributed collectives and group constructors,
-                torch.distributed.checkpoint save/load, the state_dict helpers, FSDP full/optim state dict
-                and summon_full_params. Heuristics (matched by method name on objects of unknown type,
-                unless the module defines that name itself): consolidate_state_dict, full_tensor,
-                redistribute, summon_full_params, optim_state_dict, wait_for_everyone, save_state,
+                torch.distributed.checkpoint save/load, the state_dict helpers, FSDP full/optim state dict,
+                summon_full_params and FSDP1's state_dict_type (state_dict() inside it gathers every
+                shard). Heuristics (matched by method name on objects of unknown type, unless the module
+                defines that name itself): consolidate_state_dict, full_tensor, redistribute,
+                summon_full_params, state_dict_type, optim_state_dict, wait_for_everyone, save_state,
                 load_state, get_state_dict, save_16bit_model, save_checkpoint, load_checkpoint,
                 gather_for_metrics, all_reduce, all_gather(_object), broadcast_object_list,
                 reduce_scatter; and, on a receiver named for what it is, accelerator.save_model /

@@ -173,6 +173,9 @@ COLLECTIVES = frozenset(
         "torch.distributed.fsdp.FullyShardedDataParallel.optim_state_dict",
         "torch.distributed.fsdp.FullyShardedDataParallel.sharded_optim_state_dict",
         "torch.distributed.fsdp.FullyShardedDataParallel.summon_full_params",
+        # Not a collective itself, but entered only to call `state_dict()`, which is one inside it
+        # (FULL_STATE_DICT gathers every shard): under a guard it hangs the same way.
+        "torch.distributed.fsdp.FullyShardedDataParallel.state_dict_type",
     }
 )
 # Method names specific enough to mean a collective on an object whose type is unknown (heuristics;
@@ -185,6 +188,7 @@ COLLECTIVE_METHODS = frozenset(
         "full_tensor",
         "redistribute",
         "summon_full_params",
+        "state_dict_type",
         "full_optim_state_dict",
         "optim_state_dict",
         "wait_for_everyone",

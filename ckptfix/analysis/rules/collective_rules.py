@@ -12,7 +12,15 @@ from ckptfix.analysis.rules.context import RuleContext, and_clauses, exits_early
 from ckptfix.analysis.tree import walk_local
 
 # Calls an assignment may make and still be moved out of a main-process guard (they only compute a value).
-_PURE_CALLS = frozenset({"os.path.join", "str", "int", "float", "len", "max", "min", "round", "format"})
+_PURE_CALLS = frozenset(
+    {"os.path.join", "str", "int", "float", "len", "max", "min", "round", "format"}
+    # the settings objects built before gathering a state dict (`cfg = FullStateDictConfig(...)`)
+    | {
+        f"torch.distributed.{module}.{name}"
+        for module in ("fsdp", "fsdp.api", "checkpoint.state_dict")
+        for name in ("FullStateDictConfig", "FullOptimStateDictConfig", "StateDictOptions")
+    }
+)
 
 
 class CollectiveRules(RuleContext):
