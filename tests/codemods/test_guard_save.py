@@ -6,7 +6,7 @@ import pytest
 
 from ckptfix.api import check_source, fix_source
 from ckptfix.options import Options
-from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
+from tests.codemods.helpers import HEADER, codes, findings, guarded_calls, rewrite, src
 
 ONLY_001 = {"select": frozenset({"CKP001"})}
 
@@ -533,3 +533,21 @@ def test_an_already_guarded_write_gains_only_the_try_except() -> None:
 )
 def test_handled_delegated_or_sharded_writes_are_not_ckp008(code: str) -> None:
     assert "CKP008" not in codes(src(code))
+
+
+def test_copy_of_the_written_file_moves_under_the_guard_with_the_write() -> None:
+    """imagenet's save_checkpoint: the copy of the file only rank 0 now writes would fail elsewhere."""
+    before = src(
+        """
+        def save_checkpoint(state, is_best, filename="checkpoint.pth.tar"):
+            torch.save(state, filename)
+            if is_best:
+                shutil.copyfile(filename, "model_best.pth.tar")
+            shutil.copyfile("other.txt", "copy.txt")
+        """,
+        HEADER + "import shutil\n",
+    )
+    after = rewrite(before, **ONLY_001)
+    assert "        try:\n            torch.save(state, filename)\n            if is_best:\n" in after
+    assert "shutil.copyfile" in guarded_calls(after)
+    assert '\n    shutil.copyfile("other.txt", "copy.txt")\n' in after  # not the written file: every rank

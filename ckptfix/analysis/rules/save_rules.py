@@ -20,6 +20,11 @@ _SUCCESS_TEXT = re.compile(r"saved|success|✅|complete|written|wrote|done", re.
 
 
 _SUCCESS_TARGET = re.compile(r"last_|saved|checkpoint|ckpt", re.IGNORECASE)
+# Operations on the file just written (`shutil.copyfile(filename, "model_best.pth")`): they belong to
+# the write, on the rank that writes.
+_FILE_OPERATIONS = frozenset(
+    {"shutil.copyfile", "shutil.copy", "shutil.copy2", "shutil.move", "os.link", "os.symlink", "os.chmod"}
+)
 
 
 class SaveRules(BarrierPlacement):
@@ -124,7 +129,8 @@ class SaveRules(BarrierPlacement):
         preceders = 0 if guarded else self._preceders(stmt, main_only)
         if preceders is None:
             return []
-        followers = self._success_followers(stmt)
+        dest = argument(call, save.dest)
+        followers = self._success_followers(stmt, self.tree.text(dest) if dest is not None else None)
         if not guarded and self._main_only_read_outside(stmt, preceders, followers, main_only):
             return []
         scope = self.tree.function(call) or self.tree.module
@@ -267,21 +273,27 @@ class SaveRules(BarrierPlacement):
             stack.extend(ast.iter_child_nodes(current))
         return False
 
-    def _success_followers(self, stmt: ast.stmt) -> int:
+    def _success_followers(self, stmt: ast.stmt, dest: str | None) -> int:
+        """How many statements after the write belong to it and move under the guard with it: success
+        messages and flags, the rename of a hand-written atomic write, and file operations on the
+        written path (`if is_best: shutil.copyfile(filename, "best.pt")`), which would fail on the
+        ranks that no longer write it."""
         block, index = self.tree.block_of(stmt)
         count = 0
         for follower in block[index + 1 :]:
-            if not self.tree.alone_on_line(follower) or not self._success_only(follower):
+            if not self.tree.alone_on_line(follower) or not self._success_only(follower, dest):
                 break
             count += 1
         return count
 
-    def _success_only(self, stmt: ast.stmt) -> bool:
+    def _success_only(self, stmt: ast.stmt, dest: str | None) -> bool:
         if contains_collective(stmt, self.names, self.module_functions):
             return False
+        if isinstance(stmt, ast.If) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt.test)):
+            return all(self._success_only(s, dest) for s in (*stmt.body, *stmt.orelse))
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-            if self._is_rename(stmt.value):
-                return True  # the temp-file-then-rename step of a hand-written atomic write
+            if self._is_rename(stmt.value) or self._uses_written_file(stmt.value, dest):
+                return True  # the rename of a hand-written atomic write, a copy of the written file
             if last_name(stmt.value.func) not in LOG_CALLS:
                 return False
             texts = [
@@ -296,6 +308,15 @@ class SaveRules(BarrierPlacement):
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             return any(_SUCCESS_TARGET.search(self.tree.text(t)) for t in targets)
         return False
+
+    def _uses_written_file(self, call: ast.Call, dest: str | None) -> bool:
+        """A file operation (copy, move, link) whose source is the path just written."""
+        return (
+            dest is not None
+            and self.names.resolve(call.func) in _FILE_OPERATIONS
+            and bool(call.args)
+            and self.tree.text(call.args[0]) == dest
+        )
 
     def _is_rename(self, call: ast.Call) -> bool:
         """os.replace / os.rename / shutil.move, or Path.replace/rename (one argument, unlike str's)."""
