@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 
+import pytest
+
 from ckptfix.api import fix_source
 from ckptfix.options import Options
 from tests.codemods.helpers import codes, findings, guarded_calls, rewrite, src
@@ -408,3 +410,52 @@ def test_loop_inside_the_guard_gets_its_barrier_after_the_guard() -> None:
     assert lines[at + 1] == "    model.step()"
     assert len(_barrier_lines(after)) == 1
     assert codes(after, select=frozenset({"CKP002"})) == []
+
+
+@pytest.mark.parametrize(
+    ("test", "barrier"),
+    [
+        # nanoGPT: the barrier keeps the step clause, so it runs on checkpoint steps only
+        ("iter_num % args.eval_interval == 0 and master_process", "if iter_num % args.eval_interval == 0:"),
+        ("master_process and (iter_num + 1) % 100 == 0", "if (iter_num + 1) % 100 == 0:"),
+        # a clause ranks may disagree on: the barrier runs every step, after the `if`
+        ("loss < best and master_process", None),
+    ],
+)
+def test_barrier_after_a_guard_keeps_its_rank_independent_clause(test: str, barrier: str | None) -> None:
+    before = src(
+        f"""
+        def train(model, master_process, args, best):
+            for iter_num in range(1000):
+                loss = model(iter_num)
+                if {test}:
+                    torch.save(model.state_dict(), "ckpt.pt")
+                loss.backward()
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    lines = after.splitlines()
+    at = lines.index("        loss.backward()")
+    if barrier is None:
+        assert lines[at - 1] == "        checkpoint_barrier(timeout=120)"
+    else:
+        assert lines[at - 2 : at] == [f"        {barrier}", "            checkpoint_barrier(timeout=120)"]
+    assert codes(after, select=frozenset({"CKP002"})) == []
+
+
+def test_a_clause_the_guarded_code_rebinds_is_not_kept() -> None:
+    """`step` changes inside the `if`: testing it again after would not mean the same."""
+    before = src(
+        """
+        def train(model, master_process):
+            step = 0
+            for i in range(1000):
+                step += 1
+                if step % 100 == 0 and master_process:
+                    torch.save(model.state_dict(), "ckpt.pt")
+                    step = 0
+                model(i)
+        """
+    )
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    assert "        checkpoint_barrier(timeout=120)\n        model(i)" in after

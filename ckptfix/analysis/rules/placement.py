@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ast
 from itertools import pairwise
+from textwrap import indent
 
 from ckptfix.analysis.plan import Edit, Insert
-from ckptfix.analysis.rules.context import RuleContext, contains_loop, exits_early
+from ckptfix.analysis.rules.context import RuleContext, and_clauses, contains_loop, exits_early
 from ckptfix.analysis.saves import Save
 from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
 
@@ -24,8 +25,10 @@ class BarrierPlacement(RuleContext):
             return
         edits: list[Edit] = []
         if anchors:
-            template, symbols = self._barrier(self.options.barrier_timeout, final=False)
+            barrier, symbols = self._barrier(self.options.barrier_timeout, final=False)
             for anchor in anchors:
+                condition = self._checkpoint_condition(anchor)
+                template = barrier if condition is None else f"if {condition}:\n{indent(barrier, '    ')}"
                 edits.append(Insert(self.key(anchor), True, template, symbols, group=self._group(anchor)))
         self._issue(
             "CKP002",
@@ -35,6 +38,28 @@ class BarrierPlacement(RuleContext):
             + ("" if edits else " (not rewritten automatically: add a barrier every rank reaches)"),
             edits,
         )
+
+    def _checkpoint_condition(self, anchor: ast.stmt) -> str | None:
+        """For `if step % every == 0 and master_process:` (nanoGPT), `step % every == 0`: the barrier
+        after the `if` then runs on checkpoint steps only, on every rank, not on every step. Only when
+        every other clause is the same on every rank (RankUniform) and the guarded code does not
+        rebind what the clauses read, so that the test means the same after it."""
+        if not isinstance(anchor, ast.If) or anchor.orelse:
+            return None
+        clauses = and_clauses(anchor.test)
+        others = [c for c in clauses if self.guards.classify(c) is None]
+        if len(others) == len(clauses) or not others or not all(self.uniform.test(c) for c in others):
+            return None
+        read = {n.id for c in others for n in ast.walk(c) if isinstance(n, ast.Name)}
+        written = {
+            n.id
+            for stmt in anchor.body
+            for n in [stmt, *walk_local(stmt)]
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)
+        }
+        if read & written:
+            return None
+        return " and ".join(self._clause_text(c) for c in others)
 
     def _group(self, anchor: ast.stmt) -> tuple[int, ...]:
         """Anchors in one block with no loop between them share one barrier."""
