@@ -13,8 +13,9 @@ Two stages. Substrings first, on every file (`in` runs at memory speed): a distr
 write, barrier or process-group marker, or a collective with a main-process guard marker. Then, on the
 few files left, the names the analysis matches exactly, as whole identifiers: `save` (not the
 `save_for_backward` all over autograd code), `init_process_group` (not a `process_group=` argument),
-the collectives' own names (not `reduce` in `reduced`). A file must pass both, so stage two can only
-rule out more than stage one did.
+the collectives' own names (not `reduce` in `reduced`), each outside comments (see below: every name
+the analysis matches is one the code itself spells). A file must pass both, so stage two can only rule
+out more than stage one did.
 
 Stage two's distributed test (analysis.distributed.is_distributed) is tighter still. A module name
 starting with a DISTRIBUTED_MODULE_PREFIXES entry has, as its component where the prefix's last one
@@ -173,14 +174,16 @@ def _last(dotted: str) -> bytes:
 
 
 def _has_identifier(data: bytes, name: str) -> bool:
-    """`name` occurs in `data` as a whole identifier (not inside a longer one)."""
+    """`name` occurs in `data` as a whole identifier (not inside a longer one), outside a comment."""
     word = name.encode()
     size = len(data)
     start = data.find(word)
     while start >= 0:
         end = start + len(word)
-        if (start == 0 or data[start - 1] not in _IDENTIFIER_BYTES) and (
-            end == size or data[end] not in _IDENTIFIER_BYTES
+        if (
+            (start == 0 or data[start - 1] not in _IDENTIFIER_BYTES)
+            and (end == size or data[end] not in _IDENTIFIER_BYTES)
+            and not _in_comment(data, start)
         ):
             return True
         start = data.find(word, end)

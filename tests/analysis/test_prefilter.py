@@ -134,6 +134,9 @@ def test_whole_identifiers() -> None:
     assert not prefilter._has_identifier(b"save_for_backward", "save")
     assert not prefilter._has_identifier(b"autosave(x)", "save")
     assert not prefilter._has_identifier("sav\u00e9 = save\u00e9".encode(), "save")  # longer identifiers
+    assert not prefilter._has_identifier(b"x = 1  # torch.save(m, p)\n", "save")  # a comment
+    assert prefilter._has_identifier(b"# a\nsave(m, p)\n", "save")
+    assert prefilter._has_identifier(b"s = '#'; save(m, p)\n", "save")  # the `#` may be in a string
 
 
 def test_stage_two_never_drops_what_the_analysis_finds_in_torch() -> None:
