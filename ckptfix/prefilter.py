@@ -13,11 +13,23 @@ Two stages. Substrings first, on every file (`in` runs at memory speed): a distr
 write, barrier or process-group marker, or a collective with a main-process guard marker. Then, on the
 few files left, the names the analysis matches exactly, as whole identifiers: `save` (not the
 `save_for_backward` all over autograd code), `init_process_group` (not a `process_group=` argument),
-the collectives' own names (not `reduce` in `reduced`), and DDP's class rather than "parallel". A file
-must pass both, so stage two can only rule out more than stage one did.
+the collectives' own names (not `reduce` in `reduced`), each outside comments (see below: every name
+the analysis matches is one the code itself spells). A file must pass both, so stage two can only rule
+out more than stage one did.
+
+Stage two's distributed test (analysis.distributed.is_distributed) is tighter still. A module name
+starting with a DISTRIBUTED_MODULE_PREFIXES entry has, as its component where the prefix's last one
+is, an identifier that begins with that last component (`distributed`, `DistributedDataParallel`,
+`pytorch_lightning`, ...): the file spells it at the start of an identifier, and not in a comment (a
+line whose text before the word has a `#` but no quote or `{` is a comment there, or a string the
+line started in: no quote closes it, no `{` opens an f-string field). A launcher variable is a string
+constant equal to its name: its spelling ends a string piece, so a quote, `{` (an f-string field
+follows) or a backslash (the string goes on on the next line) comes right after it.
 """
 
 from __future__ import annotations
+
+import re
 
 from ckptfix.analysis import catalog
 from ckptfix.options import Options
@@ -34,10 +46,11 @@ def _last_part(dotted: str) -> str:
 
 
 # The module is distributed code (analysis.distributed.is_distributed): an import or attribute chain
-# under a DISTRIBUTED_MODULE_PREFIXES entry, or a launcher variable. Like catalog.DISTRIBUTED_MARKERS,
-# but DDP's prefix (torch.nn.parallel.DistributedDataParallel) needs its own last part, not "parallel".
-DISTRIBUTED_MARKERS = tuple(
-    b"DistributedDataParallel" if marker == b"parallel" else marker for marker in catalog.DISTRIBUTED_MARKERS
+# under a DISTRIBUTED_MODULE_PREFIXES entry (an identifier starting with the prefix's last part), or
+# a launcher variable (the end of a string constant).
+DISTRIBUTED_STARTS = tuple(sorted({_last_part(prefix) for prefix in catalog.DISTRIBUTED_MODULE_PREFIXES}))
+LAUNCHER_CONSTANT = re.compile(
+    b"(?:" + b"|".join(re.escape(v.encode()) for v in sorted(catalog.LAUNCHER_ENV_VARS)) + rb")[\"'{\\]"
 )
 
 # Calls the analysis treats as checkpoint writes (analysis.saves.SaveFinder.target_of), and the
@@ -103,7 +116,7 @@ def _has_markers(data: bytes, options: Options) -> bool:
 
 def _has_identifiers(data: bytes, options: Options) -> bool:
     """Stage two, on what stage one let through: the names the analysis matches, spelled out."""
-    if not (options.assume_distributed or any(m in data for m in DISTRIBUTED_MARKERS)):
+    if not (options.assume_distributed or _distributed(data)):
         return False
     if any(_last(name) in data for name in options.extra_save_functions):
         return True
@@ -112,6 +125,33 @@ def _has_identifiers(data: bytes, options: Options) -> bool:
     if any(_has_identifier(data, name) for name in (*SAVE_NAMES, *PROCESS_GROUP_NAMES)):
         return True
     return _guarded_sync(data, options)
+
+
+def _distributed(data: bytes) -> bool:
+    """Code that can be distributed: a prefix's last part starting an identifier outside a comment,
+    or a launcher variable's name ending a string."""
+    return any(_starts_identifier(data, word) for word in DISTRIBUTED_STARTS) or (
+        LAUNCHER_CONSTANT.search(data) is not None
+    )
+
+
+def _starts_identifier(data: bytes, word: str) -> bool:
+    """`word` begins an identifier in `data` somewhere outside a comment."""
+    encoded = word.encode()
+    start = data.find(encoded)
+    while start >= 0:
+        if (start == 0 or data[start - 1] not in _IDENTIFIER_BYTES) and not _in_comment(data, start):
+            return True
+        start = data.find(encoded, start + 1)
+    return False
+
+
+def _in_comment(data: bytes, at: int) -> bool:
+    """The line holds a `#` before `at` and no quote or `{`: `at` is in a comment, or in a string
+    the line started in (no quote closes it, no `{` opens an f-string field). Python ends a line at
+    LF, CR or CRLF."""
+    line = data[max(data.rfind(b"\n", 0, at), data.rfind(b"\r", 0, at)) + 1 : at]
+    return b"#" in line and b'"' not in line and b"'" not in line and b"{" not in line
 
 
 def _guarded_sync(data: bytes, options: Options) -> bool:
@@ -134,14 +174,16 @@ def _last(dotted: str) -> bytes:
 
 
 def _has_identifier(data: bytes, name: str) -> bool:
-    """`name` occurs in `data` as a whole identifier (not inside a longer one)."""
+    """`name` occurs in `data` as a whole identifier (not inside a longer one), outside a comment."""
     word = name.encode()
     size = len(data)
     start = data.find(word)
     while start >= 0:
         end = start + len(word)
-        if (start == 0 or data[start - 1] not in _IDENTIFIER_BYTES) and (
-            end == size or data[end] not in _IDENTIFIER_BYTES
+        if (
+            (start == 0 or data[start - 1] not in _IDENTIFIER_BYTES)
+            and (end == size or data[end] not in _IDENTIFIER_BYTES)
+            and not _in_comment(data, start)
         ):
             return True
         start = data.find(word, end)

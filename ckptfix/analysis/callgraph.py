@@ -16,22 +16,17 @@ from collections.abc import Callable
 from ckptfix.analysis.guards import Guard, GuardRecognizer
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
 
-# Exact types for the one test every node of the module meets (`ast.parse` builds no subclasses).
-_FUNCTION_TYPES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef})
-
 
 class CallGraph:
     def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
         self.tree = tree
         self.guards = guards
-        self.functions: list[FunctionNode] = []
+        self.functions: list[FunctionNode] = list(tree.functions)
         self._plain: dict[str, list[FunctionNode]] = {}
         self._methods: dict[str, list[FunctionNode]] = {}
-        for node in tree.nodes:
-            if type(node) in _FUNCTION_TYPES and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                self.functions.append(node)
-                table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
-                table.setdefault(node.name, []).append(node)
+        for node in self.functions:
+            table = self._methods if isinstance(tree.parent.get(id(node)), ast.ClassDef) else self._plain
+            table.setdefault(node.name, []).append(node)
         # Call sites are only needed once a rule asks how a function is reached, and most files
         # never do: both tables are built on first use.
         self._instances: set[str] | None = None
@@ -51,17 +46,21 @@ class CallGraph:
         if not self.functions:
             return sites
         plain, methods = self._plain, self._methods
+        # In the order of the walk (rules report the first guarded site); exact types, since
+        # `ast.parse` builds no subclasses.
+        Call, Name, Attribute = ast.Call, ast.Name, ast.Attribute
         for node in self.tree.nodes:
             # A node can only target a function whose name it spells: skip the rest before `targets`.
-            if isinstance(node, ast.Call):
-                func = node.func
-                spelled = (isinstance(func, ast.Name) and func.id in plain) or (
-                    isinstance(func, ast.Attribute) and func.attr in methods
+            cls = type(node)
+            if cls is Call:
+                func = node.func  # type: ignore[attr-defined]
+                spelled = (type(func) is Name and func.id in plain) or (
+                    type(func) is Attribute and func.attr in methods
                 )
-            elif isinstance(node, ast.Name):
-                spelled = node.id in plain
-            elif isinstance(node, ast.Attribute):
-                spelled = node.attr in methods
+            elif cls is Name:
+                spelled = node.id in plain  # type: ignore[attr-defined]
+            elif cls is Attribute:
+                spelled = node.attr in methods  # type: ignore[attr-defined]
             else:
                 continue
             if spelled:
@@ -78,13 +77,11 @@ class CallGraph:
     @staticmethod
     def _instance_names(tree: Tree) -> set[str]:
         """Names assigned an instance of a class defined in this module (`trainer = Trainer(...)`)."""
-        classes = {node.name for node in tree.nodes if isinstance(node, ast.ClassDef)}
+        classes = {node.name for node in tree.of_type(ast.ClassDef)}
         names: set[str] = set()
         if not classes:
             return names
-        for node in tree.nodes:
-            if not isinstance(node, ast.Assign):
-                continue
+        for node in tree.of_type(ast.Assign):
             value = node.value
             # `saver = Saver(path) if rank == 0 else None`: an instance too, where it exists.
             built = [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]

@@ -38,8 +38,8 @@ class Analysis:
 def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
     """Run every selected rule over one parsed module."""
     tree = Tree(source, module)
-    names = Names(module, tree.nodes)
-    if not (options.assume_distributed or is_distributed(tree.nodes, names)):
+    names = Names(module, tree)
+    if not (options.assume_distributed or is_distributed(tree, names)):
         return Analysis(tree, names, [], [])
     checker = _Checker(tree, names, options)
     checker.run()
@@ -54,12 +54,20 @@ class _Checker(SaveRules, BarrierRules, FinalSyncRules, CollectiveRules):
         checkpoints = [s for s in saves if not s.per_rank and not s.in_memory]
         for save in checkpoints:
             self._check_save(save)
+        # One pass in the order of the walk (the order of the issues); an exact type lookup, since
+        # `ast.parse` builds no subclasses, passes over the other nodes at little cost.
+        checks = {
+            ast.Call: self._check_call,
+            ast.Try: self._check_swallowed,
+            ast.Break: self._check_divergent_exit,
+            ast.Assign: self._check_divergent_exit,
+        }
         for node in self.tree.nodes:
-            if isinstance(node, ast.Call):
-                self._check_barrier_timeout(node)
-                self._check_collective(node)
-            elif isinstance(node, ast.Try):
-                self._check_swallowed(node)
-            elif isinstance(node, ast.Break | ast.Assign):
-                self._check_divergent_exit(node)
+            check = checks.get(type(node))
+            if check is not None:
+                check(node)  # type: ignore[operator]
         self._check_final_sync(bool(checkpoints))
+
+    def _check_call(self, call: ast.Call) -> None:
+        self._check_barrier_timeout(call)
+        self._check_collective(call)

@@ -8,6 +8,9 @@ import ast
 from ckptfix.analysis import catalog
 from ckptfix.analysis.names import Names, dotted, last_name
 
+# Method names that make a collective without resolving (the rest resolve to catalog.COLLECTIVES).
+_METHOD_NAMES = catalog.COLLECTIVE_METHODS | frozenset(catalog.RECEIVER_COLLECTIVES)
+
 
 def collective_name(call: ast.Call, names: Names, module_functions: set[str]) -> str | None:
     """The collective a call makes (its canonical or method name), or None.
@@ -16,7 +19,13 @@ def collective_name(call: ast.Call, names: Names, module_functions: set[str]) ->
     catalog.COLLECTIVE_METHODS, or for the common names of catalog.RECEIVER_COLLECTIVES on a receiver
     named for what it is, and never when the module defines a function of that name itself.
     """
-    resolved = names.resolve(call.func)
+    func = call.func
+    if not (
+        names.may_resolve_to(func, catalog.COLLECTIVES)
+        or (type(func) is ast.Attribute and func.attr in _METHOD_NAMES)
+    ):
+        return None  # nearly every call: no need to resolve it
+    resolved = names.resolve(func)
     if resolved is not None and resolved in catalog.COLLECTIVES:
         return resolved
     if isinstance(call.func, ast.Attribute) and call.func.attr not in module_functions:

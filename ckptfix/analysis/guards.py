@@ -54,21 +54,26 @@ class GuardRecognizer:
         """Names (or `self.x` attributes) built only on the main process and None elsewhere:
         `saver = Saver(p) if rank == 0 else None`, or `saver = None` and `if rank == 0: saver = Saver(p)`.
         Every other assignment of the name in the module must be None (DESIGN "Traps")."""
-        assigns = [
-            (node, name)
-            for node in tree.nodes
-            if isinstance(node, ast.Assign)
-            for target in node.targets
-            if (name := dotted(target)) is not None
-        ]
+        assigns = tree.of_type(ast.Assign)
         # A ternary with a None branch says "None elsewhere" itself; only such names are candidates.
         candidates = {
-            name for node, name in assigns if _is_const(node.value, None) or isinstance(node.value, ast.IfExp)
+            name
+            for node in assigns
+            if _is_const(node.value, None) or isinstance(node.value, ast.IfExp)
+            for target in node.targets
+            if (name := dotted(target)) is not None
         }
+        if not candidates:
+            return
+        # A target spells its candidate's last identifier: a set lookup before spelling it out.
+        last_names = {name.rsplit(".", 1)[-1] for name in candidates}
         kinds: dict[str, list[Kind | None]] = {}
-        for node, name in assigns:
-            if name in candidates and not _is_const(node.value, None):
-                kinds.setdefault(name, []).append(self._built_on_main(tree, node))
+        for node in assigns:
+            if _is_const(node.value, None):
+                continue
+            for target in node.targets:
+                if last_name(target) in last_names and (name := dotted(target)) in candidates:
+                    kinds.setdefault(name, []).append(self._built_on_main(tree, node))
         for name, found in kinds.items():
             known = [k for k in found if k is not None and k != Kind.SHARD]
             if len(known) == len(found):

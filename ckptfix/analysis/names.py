@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
+from ckptfix.analysis.tree import Tree
+
 # Spellings torch re-exports under a shorter public name.
 _CANONICAL_PREFIXES = (
     ("torch.serialization.save", "torch.save"),
@@ -51,25 +53,20 @@ def dotted(expr: ast.expr) -> str | None:
     return ".".join(reversed(parts))
 
 
-# The node types `Names` reads; `ast.parse` builds no subclasses, so an exact type lookup skips the rest.
-_BINDING_TYPES = frozenset(
-    {ast.Name, ast.Assign, ast.arg, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef}
-    | {ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal}
-)
-
-
 class Names:
     """Bindings of one module: imports (any scope), simple aliases (`save_fn = torch.save`), and every
     identifier in use, so that inserted names never clash."""
 
-    def __init__(self, tree: ast.Module, nodes: list[ast.AST] | None = None) -> None:
+    def __init__(self, module: ast.Module, tree: Tree | None = None) -> None:
         self.imports: dict[str, str] = {}  # local name -> dotted target, any scope
         self.module_imports: dict[str, str] = {}  # only top-level (module scope) imports
         self.bound: set[str] = set()  # every identifier bound or used anywhere
         self.imported: set[str] = set()  # every module (and `module.name`) imported anywhere
         self._conflicting: set[str] = set()
         self._resolved: dict[int, tuple[ast.expr, str | None]] = {}
-        self._collect(tree, nodes if nodes is not None else list(ast.walk(tree)))
+        self._last_parts: dict[frozenset[str], frozenset[str]] = {}
+        self._aliases: dict[frozenset[str], frozenset[str]] = {}
+        self._collect(module, tree if tree is not None else Tree("", module))
 
     def _bind(self, local: str, target: str, top: bool) -> None:
         previous = self.imports.get(local)
@@ -79,26 +76,24 @@ class Names:
         if top:
             self.module_imports[local] = target
 
-    def _collect(self, tree: ast.Module, nodes: list[ast.AST]) -> None:
-        top_level = {id(node) for node in _top_level_statements(tree.body)}
-        assigns: list[ast.Assign] = []
-        for node in nodes:
-            if type(node) not in _BINDING_TYPES:  # most nodes: one set lookup
-                continue
-            if isinstance(node, ast.Name):
-                self.bound.add(node.id)
-            elif isinstance(node, ast.Assign):
-                assigns.append(node)
-            elif isinstance(node, ast.arg):
-                self.bound.add(node.arg)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.bound.add(node.name)
-            elif isinstance(node, ast.Import):
-                self._import(node, id(node) in top_level)
-            elif isinstance(node, ast.ImportFrom):
-                self._import_from(node, id(node) in top_level)
-            elif isinstance(node, ast.Global | ast.Nonlocal):
-                self.bound.update(node.names)
+    def _collect(self, module: ast.Module, tree: Tree) -> None:
+        top_level = {id(node) for node in _top_level_statements(module.body)}
+        of_type = tree.of_type
+        self.bound.update(node.id for node in of_type(ast.Name))
+        self.bound.update(node.arg for node in of_type(ast.arg))
+        self.bound.update(node.name for node in tree.functions)
+        self.bound.update(node.name for node in of_type(ast.ClassDef))
+        for declared in of_type(ast.Global):
+            self.bound.update(declared.names)
+        for nonlocal_ in of_type(ast.Nonlocal):
+            self.bound.update(nonlocal_.names)
+        # In the order of the walk: `local_for` takes the first.
+        for imported in tree.imports:
+            if isinstance(imported, ast.Import):
+                self._import(imported, id(imported) in top_level)
+            else:
+                self._import_from(imported, id(imported) in top_level)
+        assigns = of_type(ast.Assign)
         # Simple aliases of imported callables (`save_fn = torch.save`); names assigned twice with
         # different values are dropped: we cannot tell which one a call sees.
         aliases: dict[str, str | None] = {}
@@ -151,6 +146,24 @@ class Names:
         result = self._resolve(expr)
         self._resolved[id(expr)] = (expr, result)
         return result
+
+    def may_resolve_to(self, expr: ast.expr, targets: frozenset[str]) -> bool:
+        """False when `resolve(expr)` cannot be one of `targets`: a set lookup that spares resolving
+        nearly every call. A resolved attribute chain ends with the chain's own last identifier
+        (`canonical` keeps it), and a plain name resolves to what it was imported or aliased as."""
+        if type(expr) is ast.Attribute:
+            lasts = self._last_parts.get(targets)
+            if lasts is None:
+                lasts = self._last_parts[targets] = frozenset(t.rsplit(".", 1)[-1] for t in targets)
+            return expr.attr in lasts
+        if type(expr) is ast.Name:
+            aliases = self._aliases.get(targets)
+            if aliases is None:
+                aliases = self._aliases[targets] = frozenset(
+                    local for local, target in self.imports.items() if canonical(target) in targets
+                )
+            return expr.id in aliases
+        return False
 
     def _resolve(self, expr: ast.expr) -> str | None:
         spelled = dotted(expr)

@@ -60,8 +60,20 @@ class SaveFinder:
         self.names = names
         self.extra = set(extra_save_functions)
         self.extra_last = {name.rsplit(".", 1)[-1] for name in extra_save_functions}
+        self._resolved_targets = frozenset(
+            {catalog.TORCH_SAVE, *catalog.SAFETENSORS_SAVES, *catalog.RUNTIME_SAVES, *self.extra}
+        )
+        # Names a save is matched by without resolving (save_pretrained; user names, unresolved).
+        self._spelled = {catalog.HF_SAVE_PRETRAINED, *self.extra_last}
 
     def target_of(self, call: ast.Call) -> str | None:
+        func = call.func
+        if not (
+            self.names.may_resolve_to(func, self._resolved_targets)
+            or (type(func) is ast.Attribute and func.attr in self._spelled)
+            or (type(func) is ast.Name and func.id in self._spelled)
+        ):
+            return None  # nearly every call: no need to resolve it
         resolved = self.names.resolve(call.func)
         if resolved is not None:
             if resolved == catalog.TORCH_SAVE or resolved in catalog.SAFETENSORS_SAVES:

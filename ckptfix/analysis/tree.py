@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
+from typing import TypeVar
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+N = TypeVar("N", bound=ast.AST)
 LOOPS = (ast.For, ast.AsyncFor, ast.While)
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 # Statement blocks a compound statement owns, by field name.
 BLOCK_FIELDS = ("body", "orelse", "finalbody")
+
+_OTHER_LINE_BREAKS = re.compile("[\f\v\x1c\x1d\x1e\x85\u2028\u2029]")
 
 Pos = tuple[int, int]  # (1-based line, 0-based character column): libcst PositionProvider's convention
 
@@ -21,6 +26,8 @@ _LEAF_FIELDS = frozenset(
     | {"simple", "conversion", "is_async"}
 )
 _child_fields: dict[type, tuple[str, ...]] = {}
+# Types that share one list with another type (`Tree.imports`, `Tree.functions`).
+_BUCKETS: dict[type, type] = {ast.ImportFrom: ast.Import, ast.AsyncFunctionDef: ast.FunctionDef}
 
 
 def _node_fields(cls: type) -> tuple[str, ...]:
@@ -38,22 +45,31 @@ class Tree:
         self.source = source
         self.module = module
         self.lines = source.splitlines(keepends=True)
-        # One walk, shared by every rule: all nodes (parents before children) and parent links.
+        # One walk, shared by every rule: all nodes (parents before children), parent links, and the
+        # nodes of each type, so that a rule looking for one kind of node never walks the rest.
         # Contexts and operators (Load, Add, Eq, ...) are shared leaves no rule looks at: leaving them
         # out, with the fields that only hold names and numbers, makes the walk about a third shorter.
         self.nodes: list[ast.AST] = []
         self.parent: dict[int, ast.AST] = {}
+        self._by_type: dict[type, list[ast.AST]] = {}
         parent = self.parent
         nodes = self.nodes
+        by_type = self._by_type
+        buckets: dict[type, list[ast.AST]] = {}  # each node type's list in by_type
         stack: list[ast.AST] = [module]
         AST = ast.AST
         child_fields = _child_fields
         while stack:
             node = stack.pop()
             nodes.append(node)
-            fields = child_fields.get(type(node))
+            cls = type(node)
+            fields = child_fields.get(cls)
             if fields is None:
-                fields = child_fields[type(node)] = _node_fields(type(node))
+                fields = child_fields[cls] = _node_fields(cls)
+            bucket = buckets.get(cls)
+            if bucket is None:
+                bucket = buckets[cls] = by_type.setdefault(_BUCKETS.get(cls, cls), [])
+            bucket.append(node)
             for name in fields:
                 value = getattr(node, name, None)
                 if type(value) is list:
@@ -64,13 +80,26 @@ class Tree:
                 elif isinstance(value, AST):
                     parent[id(value)] = node
                     stack.append(value)
-        self._calls: list[ast.Call] | None = None
+        self._segment_lines: list[str] | None = None
 
     @property
     def calls(self) -> list[ast.Call]:
-        if self._calls is None:
-            self._calls = [node for node in self.nodes if isinstance(node, ast.Call)]
-        return self._calls
+        return self.of_type(ast.Call)
+
+    def of_type(self, cls: type[N]) -> list[N]:
+        """The nodes of one type, in the order of `nodes` (not for the types `imports` and `functions`
+        give: those come in one list each)."""
+        return self._by_type.get(cls, [])  # type: ignore[return-value]
+
+    @property
+    def imports(self) -> list[ast.Import | ast.ImportFrom]:
+        """Both kinds of import in one list, in the order of `nodes` (Names keeps that order)."""
+        return self._by_type.get(ast.Import, [])  # type: ignore[return-value]
+
+    @property
+    def functions(self) -> list[FunctionNode]:
+        """Both kinds of function in one list, in the order of `nodes` (rules report in that order)."""
+        return self._by_type.get(ast.FunctionDef, [])  # type: ignore[return-value]
 
     def block_of(self, stmt: ast.stmt) -> tuple[list[ast.stmt], int]:
         """The statement list holding `stmt` and its index there (([], -1) for the module node)."""
@@ -104,7 +133,27 @@ class Tree:
         return (line, col, end_line, end_col)
 
     def text(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.source, node) or ""
+        """ast.get_source_segment, from lines split once: it splits the whole source (a slow Python
+        loop) on every call."""
+        lines = self._segment_lines
+        if lines is None:
+            # The parser breaks lines at \r, \n and \r\n only; str.splitlines also at \f, \v,
+            # \x1c-\x1e, \x85, \u2028 and \u2029. Without those, both give the same lines.
+            lines = self._segment_lines = [] if _OTHER_LINE_BREAKS.search(self.source) else self.lines
+        if not lines:
+            return ast.get_source_segment(self.source, node) or ""
+        try:
+            first, last = node.lineno - 1, node.end_lineno  # type: ignore[attr-defined]
+            start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        except AttributeError:
+            return ""
+        if last is None or end is None:
+            return ""
+        last -= 1
+        if first == last:
+            return lines[first].encode()[start:end].decode()
+        head, tail = lines[first].encode()[start:].decode(), lines[last].encode()[:end].decode()
+        return "".join([head, *lines[first + 1 : last], tail])
 
     # --- structure -------------------------------------------------------------------------------------
     def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:

@@ -18,8 +18,42 @@ DEFAULT = Options()
 
 
 def test_distributed_markers_cover_every_detection_path() -> None:
-    for spelled in (*catalog.DISTRIBUTED_MODULE_PREFIXES, *catalog.LAUNCHER_ENV_VARS):
-        assert any(m in spelled.encode() for m in prefilter.DISTRIBUTED_MARKERS), spelled
+    for prefix in catalog.DISTRIBUTED_MODULE_PREFIXES:
+        assert prefix.rsplit(".", 1)[-1] in prefilter.DISTRIBUTED_STARTS, prefix
+        assert prefilter._distributed(f"import {prefix}\n".encode()), prefix
+    for var in catalog.LAUNCHER_ENV_VARS:
+        for spelled in (f"os.environ['{var}']", f'env("{var}")', f'f"{{p}}{var}"', f'f"{var}{{s}}"'):
+            assert prefilter._distributed(spelled.encode()), spelled
+            assert check_source(f"import os\n{spelled}\n") == []  # parses; distributed, nothing to find
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch.distributed as dist\n",
+        "x = 1  # see\nfrom torch import distributed\n",
+        'x = "#"; import torch.distributed\n',  # a quote before the `#`: it may be in a string
+        'f"""\n# {torch.distributed.get_rank()}"""\n',  # an f-string field after the `#`
+        "import pytorch_lightning as pl\n",
+        "rank = os.environ['LOCAL_RANK']\n",
+    ],
+)
+def test_distributed_kept(source: str) -> None:
+    assert prefilter._distributed(source.encode())
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "# works with torch.distributed too\nimport torch\n",
+        "from torch._C._distributed_c10d import FakeWork\n",  # a longer identifier
+        "x = 1  # torch.distributed.barrier()\n",
+        '"""\nA docstring line # that mentions distributed\n"""\n',
+        "MAX_TENSOR_RANK = 4\n",
+    ],
+)
+def test_distributed_ruled_out(source: str) -> None:
+    assert not prefilter._distributed(source.encode())
 
 
 def test_guard_spellings_cover_the_catalogue() -> None:
@@ -100,6 +134,9 @@ def test_whole_identifiers() -> None:
     assert not prefilter._has_identifier(b"save_for_backward", "save")
     assert not prefilter._has_identifier(b"autosave(x)", "save")
     assert not prefilter._has_identifier("sav\u00e9 = save\u00e9".encode(), "save")  # longer identifiers
+    assert not prefilter._has_identifier(b"x = 1  # torch.save(m, p)\n", "save")  # a comment
+    assert prefilter._has_identifier(b"# a\nsave(m, p)\n", "save")
+    assert prefilter._has_identifier(b"s = '#'; save(m, p)\n", "save")  # the `#` may be in a string
 
 
 def test_stage_two_never_drops_what_the_analysis_finds_in_torch() -> None:

@@ -92,6 +92,8 @@ class BarrierRules(RuleContext):
         return any(contains_loop(s) for s in function.body[: function.body.index(outermost[0])])
 
     def _check_barrier_timeout(self, call: ast.Call) -> None:
+        if not self.names.may_resolve_to(call.func, catalog.BARRIERS):
+            return
         if self.names.resolve(call.func) not in catalog.BARRIERS:
             return
         timeout = self._timeout(call)
@@ -111,7 +113,9 @@ class BarrierRules(RuleContext):
             n
             for stmt in node.body
             for n in [stmt, *walk_local(stmt)]
-            if isinstance(n, ast.Call) and self.names.resolve(n.func) in catalog.BARRIERS
+            if isinstance(n, ast.Call)
+            and self.names.may_resolve_to(n.func, catalog.BARRIERS)
+            and self.names.resolve(n.func) in catalog.BARRIERS
         ]
         if not barriers:
             return

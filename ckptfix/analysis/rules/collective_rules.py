@@ -9,7 +9,7 @@ from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import Edit, SplitGuard
 from ckptfix.analysis.rules.context import RuleContext, and_clauses, exits_early, loop_of
-from ckptfix.analysis.tree import walk_local
+from ckptfix.analysis.tree import LOOPS, SCOPES, walk_local
 
 # Calls an assignment may make and still be moved out of a main-process guard (they only compute a value).
 _PURE_CALLS = frozenset(
@@ -42,14 +42,18 @@ class CollectiveRules(RuleContext):
 
     def _check_divergent_exit(self, node: ast.Break | ast.Assign) -> None:
         """A `break`, or a stop flag, set under a main-process guard ends the loop on rank 0 only."""
+        flag: str | None = None
+        if isinstance(node, ast.Assign):
+            flag = dotted(node.targets[0]) if len(node.targets) == 1 else None
+            if flag is None or flag not in self._loop_flags()[1]:
+                return  # nearly every assignment: no loop ends on that name
         loop = loop_of(self.tree, node)
         if loop is None:
             return
-        if isinstance(node, ast.Break):
+        if flag is None:
             what = "`break`"
         else:
-            flag = dotted(node.targets[0]) if len(node.targets) == 1 else None
-            if flag is None or flag not in self._loop_flags(loop):
+            if flag not in self._loop_flags()[0].get(id(loop), ()):
                 return
             what = f"`{flag}`, which ends the loop,"
         guard = self.guards.local_guard(self.tree, node, stop=loop)
@@ -62,22 +66,26 @@ class CollectiveRules(RuleContext):
             "loop ends on the main process only and the other ranks wait in its collectives forever",
         )
 
-    def _loop_flags(self, loop: ast.AST) -> set[str]:
-        """Names that end `loop`: in its `while` condition, or in the test of an `if` that breaks."""
-        cached = self._flags.get(id(loop))
-        if cached is not None:
-            return cached
-        tests = [loop.test] if isinstance(loop, ast.While) else []
-        tests += [
-            n.test
-            for n in walk_local(loop)
-            if isinstance(n, ast.If) and any(isinstance(s, ast.Break) for s in n.body)
-        ]
-        flags = {
-            name for test in tests for n in ast.walk(test) if isinstance(n, ast.expr) and (name := dotted(n))
-        }
-        self._flags[id(loop)] = flags
-        return flags
+    def _loop_flags(self) -> tuple[dict[int, set[str]], set[str]]:
+        """Names that end each loop (by id), and all of them: those in its `while` condition, or in
+        the test of an `if` that breaks, anywhere in the loop outside nested functions and classes.
+        Worked out for all loops at once, from the few `while` and breaking `if` nodes."""
+        if self._flags is None:
+            flags: dict[int, set[str]] = {}
+            for loop in self.tree.of_type(ast.While):
+                flags.setdefault(id(loop), set()).update(_spelled_names(loop.test))
+            for branch in self.tree.of_type(ast.If):
+                if not any(isinstance(s, ast.Break) for s in branch.body):
+                    continue
+                names = _spelled_names(branch.test)
+                for ancestor in self.tree.ancestors(branch):
+                    if isinstance(ancestor, SCOPES):
+                        break
+                    if isinstance(ancestor, LOOPS):
+                        flags.setdefault(id(ancestor), set()).update(names)
+            self._flags = flags
+            self._any_flag = set().union(*flags.values())
+        return self._flags, self._any_flag
 
     def _other_branch_joins(self, guard: ast.AST, call: ast.Call) -> bool:
         """The other ranks make a matching collective in the guard's other branch.
@@ -251,3 +259,8 @@ class CollectiveRules(RuleContext):
             for n in ast.walk(value)
             if isinstance(n, ast.Call)
         )
+
+
+def _spelled_names(test: ast.expr) -> set[str]:
+    """The dotted names spelled in a condition (`self.stop`, `self`, `done`)."""
+    return {name for n in ast.walk(test) if isinstance(n, ast.expr) and (name := dotted(n))}

@@ -51,7 +51,8 @@ class RuleContext:
         self.issues: list[Issue] = []
         self.init_keys: list[Key] = []
         self._init_missing: list[tuple[Key, ast.Call]] = []
-        self._flags: dict[int, set[str]] = {}
+        self._flags: dict[int, set[str]] | None = None  # CollectiveRules._loop_flags
+        self._any_flag: set[str] = set()
         self._syncs: dict[int, bool] = {}
         self._reserved: dict[int, set[str]] = {}
         self._constants = _numeric_constants(tree.module)

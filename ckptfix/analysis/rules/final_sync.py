@@ -12,6 +12,11 @@ from ckptfix.analysis.rules.placement import BarrierPlacement
 from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
 
+# The calls `_check_final_sync` looks for.
+_SYNC_CALLS = frozenset(
+    {catalog.DESTROY_PROCESS_GROUP, catalog.INIT_PROCESS_GROUP, *catalog.RUNTIME_BARRIERS}
+)
+
 
 class FinalSyncRules(BarrierPlacement):
     """The end of training: destroy_process_group() or the training function's last statement."""
@@ -20,6 +25,8 @@ class FinalSyncRules(BarrierPlacement):
         destroys: list[ast.Call] = []
         runtime_barriers = False
         for node in self.tree.calls:
+            if not self.names.may_resolve_to(node.func, _SYNC_CALLS):
+                continue  # nearly every call: no need to resolve it
             resolved = self.names.resolve(node.func)
             if resolved == catalog.DESTROY_PROCESS_GROUP and _destroys_world(node):
                 destroys.append(node)
