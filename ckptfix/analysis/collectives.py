@@ -54,4 +54,6 @@ def is_barrier_call(call: ast.Call, names: Names) -> bool:
     if resolved is not None and resolved in catalog.NOT_BARRIERS:
         return False
     name = last_name(call.func)
-    return name is not None and (name in catalog.BARRIER_LIKE_NAMES or "barrier" in name.lower())
+    # `dist_barrier()`, `_barrier()`: a function named for a barrier. Not `Barrier(2)`: a class (as
+    # threading's) builds a barrier object, it does not wait; the byte prefilter relies on the spelling.
+    return name is not None and (name in catalog.BARRIER_LIKE_NAMES or "barrier" in name)

@@ -85,13 +85,19 @@ class GuardRecognizer:
         and only `Saver(save_to_disk=dist.get_rank() == 0)` calls, `if self.save_to_disk:` is a guard
         (DESIGN "Traps": a constructor flag). An attribute assigned anywhere else, in any class, or a
         construction that passes something else (or nothing, or `*args`) proves nothing."""
-        classes = [node for node in tree.nodes if isinstance(node, ast.ClassDef)]
+        classes = tree.of_type(ast.ClassDef)
+        if not classes:
+            return
         stores: dict[str, int] = {}
-        for node in tree.nodes:
-            if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                    if isinstance(target, ast.Attribute) and (name := dotted(target)) is not None:
-                        stores[name] = stores.get(name, 0) + 1
+        assignments: list[ast.Assign | ast.AugAssign | ast.AnnAssign] = [
+            *tree.of_type(ast.Assign),
+            *tree.of_type(ast.AugAssign),
+            *tree.of_type(ast.AnnAssign),
+        ]
+        for node in assignments:
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Attribute) and (name := dotted(target)) is not None:
+                    stores[name] = stores.get(name, 0) + 1
         constructions: dict[str, list[ast.Call]] = {}
         for call in tree.calls:
             if isinstance(call.func, ast.Name):

@@ -56,15 +56,22 @@ class RankUniform:
         # settings the code itself assigns (`args.should_save = rank == 0`): no longer plain settings.
         self._written_elsewhere: set[str] = set()
         self._assigned_settings: set[str] = set()
-        for node in tree.nodes:
-            if isinstance(node, ast.Global | ast.Nonlocal):
-                self._written_elsewhere.update(node.names)
-            elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    for part in ast.walk(target):
-                        if isinstance(part, ast.Attribute):
-                            self._assigned_settings.add(dotted(part) or "")
+        declarations: list[ast.Global | ast.Nonlocal] = [
+            *tree.of_type(ast.Global),
+            *tree.of_type(ast.Nonlocal),
+        ]
+        for declared in declarations:
+            self._written_elsewhere.update(declared.names)
+        assignments: list[ast.Assign | ast.AugAssign | ast.AnnAssign] = [
+            *tree.of_type(ast.Assign),
+            *tree.of_type(ast.AugAssign),
+            *tree.of_type(ast.AnnAssign),
+        ]
+        for node in assignments:
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for part in ast.walk(target):
+                    if isinstance(part, ast.Attribute):
+                        self._assigned_settings.add(dotted(part) or "")
 
     def test(self, test: ast.expr) -> bool:
         """The branch on `test` is taken by every rank or by none."""

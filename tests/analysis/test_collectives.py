@@ -205,3 +205,24 @@ class Stage:
             dist.send(acc, dst=peer)
 """
     assert [f for f in check_source(source) if f.code == "CKP006"] == []
+
+
+@pytest.mark.parametrize(
+    ("call", "is_barrier"),
+    [
+        ("dist.barrier()", True),
+        ("dist_barrier()", True),  # a helper named for a barrier
+        ("comm.synchronize()", True),
+        ("threading.Barrier(2)", False),  # builds a barrier object; waits for nothing
+        ("torch.cuda.synchronize()", False),  # the device, not the ranks
+    ],
+)
+def test_barrier_calls(call: str, is_barrier: bool) -> None:
+    import ast
+
+    from ckptfix.analysis.collectives import is_barrier_call
+    from ckptfix.analysis.names import Names
+
+    module = ast.parse(f"import threading\nimport torch\nimport torch.distributed as dist\n{call}\n")
+    node = module.body[-1].value  # type: ignore[attr-defined]
+    assert is_barrier_call(node, Names(module)) is is_barrier

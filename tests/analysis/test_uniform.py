@@ -18,7 +18,7 @@ def _judge(source: str) -> bool:
     source = textwrap.dedent(source)
     module = ast.parse(source)
     tree = Tree(source, module)
-    guards = GuardRecognizer(Names(module, tree.nodes))
+    guards = GuardRecognizer(Names(module, tree))
     guards.learn_main_only_objects(tree)
     marked = [
         node
