@@ -58,7 +58,7 @@ LAUNCHER_CONSTANT = re.compile(
 SAVE_NAMES = tuple(
     sorted(
         {_last_part(n) for n in (catalog.TORCH_SAVE, *catalog.SAFETENSORS_SAVES, *catalog.RUNTIME_SAVES)}
-        | {catalog.HF_SAVE_PRETRAINED}
+        | {catalog.HF_SAVE_PRETRAINED, *catalog.DELEGATED_MAIN_SAVES}
     )
 )
 PROCESS_GROUP_NAMES = (_last_part(catalog.INIT_PROCESS_GROUP), _last_part(catalog.DESTROY_PROCESS_GROUP))

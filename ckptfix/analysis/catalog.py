@@ -25,6 +25,10 @@ SAVE_ARGS: dict[str, tuple[tuple[int, str], tuple[int, str]]] = {
 # transformers/modeling_utils.py PreTrainedModel.save_pretrained(save_directory, is_main_process=True,
 # state_dict=None, save_function=torch.save, ...): matched by method name (the receiver's type is unknown).
 HF_SAVE_PRETRAINED = "save_pretrained"
+# Helpers of another module that write on the main process only by themselves (DETR, MAE, DINO, DeiT:
+# `utils.save_on_master(state, path)`, torch.save's arguments): matched by name unless the module
+# defines the name itself. Their call sites need the barrier after them; the write is the helper's.
+DELEGATED_MAIN_SAVES = frozenset({"save_on_master"})
 # Receivers whose save_pretrained has no is_main_process parameter (tokenizers, processors, configs):
 # those are guarded with an `if` instead.
 HF_NO_MAIN_KWARG_HINTS = ("token", "processor", "config", "extractor")

@@ -33,6 +33,11 @@ class Save:
     def is_hf(self) -> bool:
         return self.target == catalog.HF_SAVE_PRETRAINED
 
+    @property
+    def is_delegated(self) -> bool:
+        """`utils.save_on_master(...)`: another module's helper writes, on the main process only."""
+        return self.target in catalog.DELEGATED_MAIN_SAVES
+
 
 def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
     """The expression passed for `ref`, by position (before any *args) or by keyword."""
@@ -63,8 +68,10 @@ class SaveFinder:
         self._resolved_targets = frozenset(
             {catalog.TORCH_SAVE, *catalog.SAFETENSORS_SAVES, *catalog.RUNTIME_SAVES, *self.extra}
         )
-        # Names a save is matched by without resolving (save_pretrained; user names, unresolved).
-        self._spelled = {catalog.HF_SAVE_PRETRAINED, *self.extra_last}
+        # Names a save is matched by without resolving (save_pretrained; user names, unresolved;
+        # another module's save_on_master).
+        self._delegated = catalog.DELEGATED_MAIN_SAVES - {f.name for f in tree.functions}
+        self._spelled = {catalog.HF_SAVE_PRETRAINED, *self.extra_last, *self._delegated}
 
     def target_of(self, call: ast.Call) -> str | None:
         func = call.func
@@ -82,6 +89,8 @@ class SaveFinder:
                 return resolved
         if isinstance(call.func, ast.Attribute) and call.func.attr == catalog.HF_SAVE_PRETRAINED:
             return catalog.HF_SAVE_PRETRAINED
+        if last_name(call.func) in self._delegated:
+            return last_name(call.func)
         name = dotted(call.func)
         if name is not None and (name in self.extra or (resolved is None and name in self.extra_last)):
             return name

@@ -551,3 +551,33 @@ def test_copy_of_the_written_file_moves_under_the_guard_with_the_write() -> None
     assert "        try:\n            torch.save(state, filename)\n            if is_best:\n" in after
     assert "shutil.copyfile" in guarded_calls(after)
     assert '\n    shutil.copyfile("other.txt", "copy.txt")\n' in after  # not the written file: every rank
+
+
+def test_another_modules_save_on_master_needs_only_the_barrier() -> None:
+    """DETR/MAE/DINO's `utils.save_on_master(state, path)` writes on the main process by itself."""
+    before = src(
+        """
+        import utils
+
+        def train(model, epochs):
+            dist.init_process_group("gloo")
+            for epoch in range(epochs):
+                model.step()
+                utils.save_on_master({"model": model.state_dict()}, "checkpoint.pth")
+            dist.destroy_process_group()
+        """
+    )
+    assert findings(before) == [(9, "CKP002", True), (10, "CKP004", True)]
+    after = rewrite(before)
+    assert '        utils.save_on_master({"model": model.state_dict()}, "checkpoint.pth")\n' in after
+    assert "        checkpoint_barrier(timeout=120)\n    final_sync(timeout=180)\n" in after
+
+
+def test_a_save_on_master_the_module_defines_is_analysed_as_written() -> None:
+    before = src(
+        """
+        def save_on_master(*args, **kwargs):
+            torch.save(*args, **kwargs)
+        """
+    )
+    assert "CKP001" in codes(before)

@@ -33,6 +33,9 @@ class SaveRules(BarrierPlacement):
     def _check_save(self, save: Save) -> None:
         call = save.call
         shown = dotted(call.func) or save.target
+        if save.is_delegated:
+            self._check_barrier_after(save, shown)  # guarded, atomic or not: the helper's business
+            return
         if save.is_hf and any(kw.arg == "is_main_process" for kw in call.keywords):
             guard: Guard | None = Guard(Kind.GLOBAL, call)
         else:
