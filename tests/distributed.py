@@ -46,6 +46,7 @@ def _rank_main(
     out_dir: str,
     args: tuple[Any, ...],
     env: dict[str, str],
+    backend: str,
 ) -> None:
     os.environ.update(env)
     logging.basicConfig(
@@ -56,7 +57,7 @@ def _rank_main(
     import torch.distributed as dist
 
     store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=timedelta(seconds=60))
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=60))
     started = time.monotonic()
     record: dict[str, Any] = {}
     try:
@@ -80,6 +81,7 @@ def run_ranks(
     deadline: float,
     args: tuple[Any, ...] = (),
     env: dict[str, str] | None = None,
+    backend: str = "gloo",
 ) -> list[RankOutcome]:
     """Run `worker(rank, world, *args)` on `world` gloo ranks; kill whatever is alive after `deadline` s.
 
@@ -95,7 +97,7 @@ def run_ranks(
     procs = [
         ctx.Process(
             target=_rank_main,
-            args=(worker, rank, world, port, str(out_dir), args, dict(env or {})),
+            args=(worker, rank, world, port, str(out_dir), args, dict(env or {}), backend),
             daemon=True,
         )
         for rank in range(world)

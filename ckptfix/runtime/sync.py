@@ -189,11 +189,13 @@ def _synchronize(name: str, seconds: float) -> None:
     started = time.monotonic()
     try:
         if path == "side_group" and state.side_group is None:
+            # Creating the group is itself a wait for every rank: bounded by this barrier's timeout.
             get_logger().warning(
-                "init_sync() was not called after init_process_group; creating the "
-                "barrier group now, without this barrier's timeout"
+                "init_sync() was not called after init_process_group; creating the barrier group "
+                "now, within this barrier's timeout (%s s)",
+                f"{seconds:g}",
             )
-            init_sync()
+            init_sync(timeout=seconds)
         # True/False: the barrier carried every rank's status; None: it could not, ask the store.
         any_failed: bool | None = None
         if path in ("side_group", "default_group"):

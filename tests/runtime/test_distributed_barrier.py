@@ -45,6 +45,26 @@ def test_late_rank_makes_every_waiting_rank_raise_in_time(tmp_path, world, late)
 
 
 @pytest.mark.timeout(90)
+def test_first_barrier_creating_its_group_still_times_out(tmp_path):
+    """No init_sync() (the init call sits in another file) and a default group without a CPU backend
+    (as with nccl): the first barrier creates the gloo group it needs, within its own timeout."""
+    timeout, delay = 2.0, 10.0
+    outcomes = run_ranks(
+        workers.late_without_init_sync,
+        2,
+        tmp_path,
+        deadline=60,
+        args=(0, timeout, delay),
+        backend="cuda:gloo",
+    )
+    assert not any(o.hung for o in outcomes)
+    waiting = outcomes[1]
+    assert waiting.value["raised"], waiting
+    assert waiting.value["after"] <= timeout + SLACK, waiting.value
+    assert "within this barrier's timeout (2 s)" in waiting.log
+
+
+@pytest.mark.timeout(90)
 def test_dead_rank_is_named_and_survivors_fail_fast(tmp_path):
     timeout = 10.0
     outcomes = run_ranks(workers.dead_rank, 3, tmp_path, deadline=60, args=(2, timeout))

@@ -59,6 +59,18 @@ def late_rank(rank: int, world: int, late: int, timeout: float, delay: float) ->
     return {"raised": False, "after": time.monotonic() - started}
 
 
+def late_without_init_sync(rank: int, world: int, late: int, timeout: float, delay: float) -> dict[str, Any]:
+    """No init_sync(): the first barrier creates its group, and must still give up after `timeout`."""
+    if rank == late:
+        time.sleep(delay)
+    started = time.monotonic()
+    try:
+        checkpoint_barrier(timeout=timeout)
+    except CheckpointSyncError as exc:
+        return {"raised": True, "after": time.monotonic() - started, "message": str(exc)}
+    return {"raised": False, "after": time.monotonic() - started}
+
+
 def dead_rank(rank: int, world: int, dead: int, timeout: float) -> dict[str, Any]:
     """`dead` exits abruptly before the barrier; the survivors must fail fast and name it."""
     init_sync()
