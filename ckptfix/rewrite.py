@@ -345,7 +345,8 @@ class _Applier(cst.CSTTransformer):
 
     def _guard(self, inner: list[Statement], wrap: WrapGuard, path: cst.BaseExpression | None) -> Statement:
         binding = " as {exc}" if wrap.exc_name else ""
-        nodes = {"__path__": path if path is not None else cst.Name("None")}
+        # The path is unknown when it travels in `*args` or in an open file handle.
+        nodes = {"__path__": path if path is not None else cst.SimpleString('"<unknown path>"')}
         if wrap.test is None:  # already guarded: only the try/except
             template = f"try:\n    pass\nexcept Exception{binding}:\n    {wrap.handler}"
             bare = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]

@@ -581,3 +581,13 @@ def test_a_save_on_master_the_module_defines_is_analysed_as_written() -> None:
         """
     )
     assert "CKP001" in codes(before)
+
+
+def test_a_path_passed_in_args_is_reported_as_unknown() -> None:
+    """MAE's save_on_master(*args, **kwargs): the log must not say "failed to save checkpoint None"."""
+    before = src(
+        "def save_on_master(*args, **kwargs):\n"
+        "    if is_main_process():\n"
+        "        torch.save(*args, **kwargs)\n"
+    )
+    assert 'report_save_failure("<unknown path>", exc)' in rewrite(before)
