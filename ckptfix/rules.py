@@ -86,8 +86,9 @@ RULES: dict[str, Rule] = {
                 one per step. Several saves in one block share it. When the save is guarded by its
                 callers or by an early return, or its helper is called inside a branch
                 (`if is_best: self.save_best()`: ranks may disagree), the barrier goes after each call
-                site, outside the caller's branches. Not rewritten when no such place exists (an early
-                `continue`, unknown callers).
+                site, outside the caller's branches; a save followed by `break` gets it after the loop.
+                Not rewritten when no such place exists (an early `return` or `continue`, unknown
+                callers).
                 """
             ),
             before=_text(

@@ -459,3 +459,38 @@ def test_a_clause_the_guarded_code_rebinds_is_not_kept() -> None:
     )
     after = rewrite(before, select=frozenset({"CKP002"}))
     assert "        checkpoint_barrier(timeout=120)\n        model(i)" in after
+
+
+def test_save_then_break_gets_its_barrier_after_the_loop() -> None:
+    before = src(
+        """
+        def train(model, rank, max_steps):
+            step = 0
+            while True:
+                step += 1
+                if step > max_steps:
+                    if rank == 0:
+                        torch.save(model.state_dict(), "final.pt")
+                    break
+                model.step()
+            print("done")
+        """
+    )
+    assert findings(before, select=frozenset({"CKP002"})) == [(9, "CKP002", True)]
+    after = rewrite(before, select=frozenset({"CKP002"}))
+    assert "        model.step()\n    checkpoint_barrier(timeout=120)\n    print(\"done\")" in after
+
+
+def test_save_then_return_is_not_rewritten() -> None:
+    before = src(
+        """
+        def train(model, rank, max_steps):
+            for step in range(max_steps):
+                if step == max_steps - 1:
+                    if rank == 0:
+                        torch.save(model.state_dict(), "final.pt")
+                    return
+                model.step()
+        """
+    )
+    assert findings(before, select=frozenset({"CKP002"})) == [(7, "CKP002", False)]

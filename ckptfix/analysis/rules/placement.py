@@ -142,7 +142,14 @@ class BarrierPlacement(RuleContext):
         if escapes:
             return None
         anchor = self._anchor_statement(node)
-        if exits_early(anchor) or not self.tree.alone_on_line(anchor):
+        if exits_early(anchor):
+            # `if done: save(); break`: no place after the write inside the loop, but every rank that
+            # leaves the loop passes the statement after it.
+            loop = self.tree.parent.get(id(anchor))
+            if isinstance(loop, LOOPS) and _leaves_only_its_loop(anchor) and _directly_in_body(anchor, loop):
+                return self._anchors(loop, seen)
+            return None
+        if not self.tree.alone_on_line(anchor):
             return None
         return [anchor]
 
@@ -191,6 +198,16 @@ def _divides(node: ast.AST, child: ast.AST) -> bool:
     if isinstance(node, ast.Try | ast.TryStar):
         return any(child is handler for handler in node.handlers)
     return isinstance(node, ast.Match)
+
+
+def _leaves_only_its_loop(stmt: ast.stmt) -> bool:
+    """`stmt`'s early exits are `break`s: it ends the loop after the write. (After a `continue` the
+    loop goes on, so a barrier after the loop would come too late; after a `return`, never.)"""
+    return not any(isinstance(node, ast.Return | ast.Continue) for node in [stmt, *walk_local(stmt)])
+
+
+def _directly_in_body(stmt: ast.stmt, loop: ast.AST) -> bool:
+    return any(item is stmt for item in getattr(loop, "body", []))
 
 
 def _directly_in(stmt: ast.stmt, branch: ast.If) -> bool:
