@@ -24,6 +24,7 @@ collective (the gradient all-reduce), so iteration counts agree.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 from ckptfix.analysis.guards import GuardRecognizer
 from ckptfix.analysis.names import dotted
@@ -33,7 +34,10 @@ CONFIG_ROOTS = frozenset(
     {"args", "cfg", "config", "conf", "opt", "opts", "hparams", "flags", "FLAGS", "training_args"}
 )
 # Parts of a setting's name that suggest a per-process value.
-PER_PROCESS_HINTS = ("rank", "local", "gpu", "device", "node", "host", "master", "main", "proc", "worker")
+PER_PROCESS_HINTS = (
+    *("rank", "local", "gpu", "device", "node", "host", "master", "main", "proc", "worker"),
+    *("should", "chief", "primary", "leader", "zero", "is_"),
+)
 PURE_BUILTINS = frozenset({"int", "float", "bool", "min", "max", "abs", "round"})
 
 Scope = FunctionNode | ast.Module
@@ -46,9 +50,10 @@ Binding = tuple[ast.stmt | Scope, ast.expr | None]
 class RankUniform:
     """Answers "is this test the same on every rank?" for one module."""
 
-    def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
+    def __init__(self, tree: Tree, guards: GuardRecognizer, syncs: Callable[[ast.AST], bool]) -> None:
         self.tree = tree
         self.guards = guards
+        self.syncs = syncs  # the loop meets the other ranks in a collective every iteration
         self._bindings: dict[int, dict[str, list[Binding]]] = {}
         self._names: dict[tuple[int, str], bool] = {}
         self._visiting: set[tuple[int, str]] = set()
@@ -72,6 +77,18 @@ class RankUniform:
                 for part in ast.walk(target):
                     if isinstance(part, ast.Attribute):
                         self._assigned_settings.add(dotted(part) or "")
+        # Configuration objects changed other than by `args.x = ...`, or kept under another name
+        # (`setattr(args, ...)`, `vars(args)`, `args.__dict__`, `a = args`, `self.config = config`).
+        self._mutated_roots: set[str] = set()
+        for call in tree.calls:
+            if isinstance(call.func, ast.Name) and call.func.id in {"setattr", "vars", "delattr"}:
+                self._mutated_roots.update(a.id for a in call.args[:1] if isinstance(a, ast.Name))
+        for attribute in tree.of_type(ast.Attribute):
+            if attribute.attr == "__dict__" and isinstance(attribute.value, ast.Name):
+                self._mutated_roots.add(attribute.value.id)
+        for node in assignments:
+            if isinstance(node.value, ast.Name) and node.value.id in CONFIG_ROOTS:
+                self._mutated_roots.add(node.value.id)
 
     def test(self, test: ast.expr) -> bool:
         """The branch on `test` is taken by every rank or by none."""
@@ -80,17 +97,65 @@ class RankUniform:
         return self._expr(test, self._scope(test))
 
     def _reached_alike(self, stmt: ast.stmt) -> bool:
-        """Every rank runs `stmt` whenever any rank does (as far as its own function goes): the only
-        branches around it are loops and uniform `if`s."""
-        for ancestor in self.tree.ancestors(stmt):
-            if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
+        """Every rank runs `stmt` equally often (as far as its own function goes): the only
+        statements around it are uniform `if`s and loops whose iterations meet the other ranks in a
+        collective (or count alike), and nothing before it in those blocks leaves early on a
+        condition ranks may disagree on. A `try`, a `with` (it may suppress an exception on one
+        rank) or a loop's `else` (it depends on `break`) proves nothing."""
+        child: ast.AST = stmt
+        for owner in self.tree.ancestors(stmt):
+            if isinstance(child, ast.stmt) and not self._no_divergent_exit_before(child):
+                return False
+            if isinstance(owner, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
                 return True
-            if isinstance(ancestor, ast.ClassDef | ast.Lambda | ast.ExceptHandler | ast.match_case):
+            if isinstance(owner, ast.If):
+                if child is owner.test or not self.test(owner.test):
+                    return False
+            elif isinstance(owner, ast.For | ast.AsyncFor | ast.While):
+                if not any(item is child for item in owner.body) or not self._counts_alike(owner):
+                    return False
+            else:
                 return False
-            if isinstance(ancestor, ast.If) and not self.test(ancestor.test):
-                return False
-            if isinstance(ancestor, ast.IfExp | ast.BoolOp | ast.comprehension):
-                return False
+            child = owner
+        return True
+
+    def _counts_alike(self, loop: ast.For | ast.AsyncFor | ast.While) -> bool:
+        """Every rank runs the loop's body equally often: it syncs every iteration, or it counts a
+        `range` of uniform bounds, or it tests a uniform condition."""
+        if self.syncs(loop):
+            return True
+        if isinstance(loop, ast.While):
+            return self.test(loop.test)
+        call = loop.iter
+        scope = self._scope(loop)
+        return (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "range"
+            and not call.keywords
+            and not self._shadowed("range", scope)
+            and all(self._expr(a, scope) for a in call.args)
+        )
+
+    def _no_divergent_exit_before(self, stmt: ast.stmt) -> bool:
+        """No statement before `stmt` in its block may leave it (`break`, `continue`, `return`,
+        `raise`) on a condition ranks may disagree on."""
+        block, index = self.tree.block_of(stmt)
+        return all(self._exits_alike(previous) for previous in block[:max(index, 0)])
+
+    def _exits_alike(self, stmt: ast.stmt) -> bool:
+        for node in _exits(stmt):
+            current: ast.AST = node
+            while current is not stmt:
+                owner = self.tree.parent.get(id(current))
+                if owner is None:
+                    break
+                if isinstance(owner, ast.If):
+                    if not self.test(owner.test):
+                        return False
+                elif not isinstance(owner, ast.For | ast.AsyncFor | ast.While):
+                    return False  # an exit inside a try, a with, a handler: not proved alike
+                current = owner
         return True
 
     # --- expressions -----------------------------------------------------------------------------------
@@ -100,7 +165,11 @@ class RankUniform:
         if isinstance(expr, ast.Name):
             return self._name(expr.id, scope)
         if isinstance(expr, ast.Attribute):
-            return _is_setting(expr) and dotted(expr) not in self._assigned_settings
+            return (
+                _is_setting(expr)
+                and dotted(expr) not in self._assigned_settings
+                and self._root_is_settings(expr, scope)
+            )
         if isinstance(expr, ast.BinOp):
             return self._expr(expr.left, scope) and self._expr(expr.right, scope)
         if isinstance(expr, ast.UnaryOp):
@@ -163,6 +232,22 @@ class RankUniform:
         if call.func.id == "enumerate" and isinstance(loop.target, ast.Tuple) and len(args) in {1, 2}:
             return all(self._expr(a, scope) for a in [*args[1:], *(k.value for k in call.keywords)])
         return False
+
+    def _root_is_settings(self, expr: ast.Attribute, scope: Scope) -> bool:
+        """The chain's root (`args`) is a parameter or parsed settings, the same object on every rank
+        and never changed or stored elsewhere (`cfg = configs[rank]` is not)."""
+        root: ast.expr = expr
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if not isinstance(root, ast.Name) or root.id in self._mutated_roots:
+            return False
+        while True:
+            bindings = self._bindings_of(scope).get(root.id)
+            if bindings is not None:
+                return all(_settings_binding(binding, value) for binding, value in bindings)
+            if isinstance(scope, ast.Module):
+                return False
+            scope = self._outer_scope(scope)
 
     # --- scopes ----------------------------------------------------------------------------------------
     def _scope(self, node: ast.AST) -> Scope:
@@ -256,3 +341,34 @@ def _is_setting(expr: ast.Attribute) -> bool:
     if not isinstance(current, ast.Name) or current.id not in CONFIG_ROOTS:
         return False
     return not any(hint in part.lower() for part in parts for hint in PER_PROCESS_HINTS)
+
+
+def _settings_binding(binding: ast.AST, value: ast.expr | None) -> bool:
+    """A function parameter (bound to the function itself, no value), or `parser.parse_args()`."""
+    if value is None:
+        return isinstance(binding, ast.FunctionDef | ast.AsyncFunctionDef)
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr in {"parse_args", "parse_args_into_dataclasses"}
+    )
+
+
+def _exits(stmt: ast.stmt) -> list[ast.AST]:
+    """The `return`s and `raise`s in `stmt`, and the `break`s and `continue`s that leave it (not
+    those of a loop inside it); nested functions and classes are not searched."""
+    found: list[ast.AST] = []
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return found  # a definition runs none of its body
+
+    def visit(node: ast.AST, in_loop: bool) -> None:
+        leaves_loop = isinstance(node, ast.Break | ast.Continue) and not in_loop
+        if isinstance(node, ast.Return | ast.Raise) or leaves_loop:
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                continue
+            visit(child, in_loop or isinstance(node, ast.For | ast.AsyncFor | ast.While))
+
+    visit(stmt, False)
+    return found

@@ -26,7 +26,12 @@ def _judge(source: str) -> bool:
         if isinstance(node, ast.If) and "# here" in source.splitlines()[node.lineno - 1]
     ]
     assert len(marked) == 1
-    return RankUniform(tree, guards).test(marked[0].test)
+    return RankUniform(tree, guards, _syncs).test(marked[0].test)
+
+
+def _syncs(loop: ast.AST) -> bool:
+    """As in training code: the loop's `loss.backward()` meets the other ranks every iteration."""
+    return any(isinstance(n, ast.Attribute) and n.attr == "backward" for n in ast.walk(loop))
 
 
 UNIFORM = {
@@ -53,8 +58,21 @@ UNIFORM = {
         def train(loader, every):
             global_step = 0
             for batch in loader:
+                loss = model(batch)
+                loss.backward()
                 global_step += 1
                 if global_step % 500 == 0:  # here
+                    pass
+        """,
+    "a uniform early exit before the counter": """
+        def train(loader, args):
+            step = 0
+            for batch in loader:
+                model(batch).backward()
+                if step == 0 and args.eval_only:
+                    break
+                step += 1
+                if step % 100 == 0:  # here
                     pass
         """,
     "module-level script counter and constant": """
@@ -80,6 +98,91 @@ UNIFORM = {
 }
 
 RANK_DEPENDENT = {
+    # from a review that ran each of these under torchrun: the rewritten file stopped at the barrier
+    "set after a call that may raise, in a try": """
+        def train(args, local):
+            ok = False
+            try:
+                open(local).close()
+                ok = True
+            except OSError:
+                pass
+            for step in range(args.steps):
+                if step % 10 == 0 and ok:  # here
+                    pass
+        """,
+    "set in a with that may suppress the error": """
+        import contextlib
+        def train(args, local):
+            every = 1
+            with contextlib.suppress(OSError):
+                open(local).close()
+                every = 50
+            for step in range(args.steps):
+                if step % every == 0:  # here
+                    pass
+        """,
+    "set in a loop's else": """
+        def train(args, loader):
+            every = 100
+            for x in loader:
+                if x is None:
+                    break
+            else:
+                every = 1
+            for step in range(args.steps):
+                if step % every == 0:  # here
+                    pass
+        """,
+    "counted over per-rank data": """
+        def train(my_files):
+            n = 0
+            for f in my_files:
+                n += 1
+            if n > 5:  # here
+                pass
+        """,
+    "set after a rank-dependent early exit": """
+        def train(loader):
+            n = 0
+            for x in loader:
+                model(x).backward()
+                if x is None:
+                    continue
+                n += 1
+                if n % 10 == 0:  # here
+                    pass
+        """,
+    "a setting changed through setattr": """
+        import torch.distributed as dist
+        def train(args):
+            setattr(args, "save_every", 5 if dist.get_rank() == 0 else 7)
+            for epoch in range(args.epochs):
+                if epoch % args.save_every == 0:  # here
+                    pass
+        """,
+    "a per-process setting of HF": """
+        def train(training_args):
+            for epoch in range(3):
+                if epoch % 5 == 0 and training_args.should_log:  # here
+                    pass
+        """,
+    "settings picked per rank": """
+        import torch.distributed as dist
+        def train(configs):
+            cfg = configs[dist.get_rank()]
+            for epoch in range(3):
+                if epoch % cfg.save_every == 0:  # here
+                    pass
+        """,
+    "settings kept under another name": """
+        def train(args):
+            a = args
+            a.every = 3
+            for epoch in range(3):
+                if epoch % args.every == 0:  # here
+                    pass
+        """,
     "rank test": """
         def train(n, rank):
             for step in range(n):
@@ -171,3 +274,17 @@ def test_uniform(source: str) -> None:
 @pytest.mark.parametrize("source", RANK_DEPENDENT.values(), ids=RANK_DEPENDENT.keys())
 def test_rank_dependent(source: str) -> None:
     assert not _judge(source)
+
+
+def test_a_function_defined_before_is_no_early_exit() -> None:
+    assert _judge(
+        """
+        def helper():
+            return 1
+        iter_num = 0
+        while True:
+            if iter_num % 10 == 0:  # here
+                pass
+            iter_num += 1
+        """
+    )

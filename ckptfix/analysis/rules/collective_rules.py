@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from ckptfix.analysis.collectives import collective_name, is_barrier_call
+from ckptfix.analysis.collectives import collective_name
 from ckptfix.analysis.guards import Guard, Kind
-from ckptfix.analysis.names import dotted, last_name
+from ckptfix.analysis.names import dotted
 from ckptfix.analysis.plan import Edit, SplitGuard
 from ckptfix.analysis.rules.context import RuleContext, and_clauses, exits_early, loop_of
 from ckptfix.analysis.tree import LOOPS, SCOPES, walk_local
@@ -25,20 +25,6 @@ _PURE_CALLS = frozenset(
 
 class CollectiveRules(RuleContext):
     """Code under a main-process guard that every rank must run."""
-
-    def _syncs_every_rank(self, loop: ast.AST) -> bool:
-        """The loop makes collectives (directly, through helpers, or DDP's backward)."""
-
-        def direct(call: ast.Call) -> bool:
-            return (
-                last_name(call.func) == "backward"
-                or is_barrier_call(call, self.names)
-                or collective_name(call, self.names, self.module_functions) is not None
-            )
-
-        if id(loop) not in self._syncs:
-            self._syncs[id(loop)] = self._loop_reaches(loop, direct)
-        return self._syncs[id(loop)]
 
     def _check_divergent_exit(self, node: ast.Break | ast.Assign) -> None:
         """A `break`, or a stop flag, set under a main-process guard ends the loop on rank 0 only."""

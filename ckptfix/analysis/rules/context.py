@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ckptfix.analysis.callgraph import CallGraph
-from ckptfix.analysis.collectives import is_barrier_call
+from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import GuardRecognizer
-from ckptfix.analysis.names import Names
+from ckptfix.analysis.names import Names, last_name
 from ckptfix.analysis.plan import Edit, Key
 from ckptfix.analysis.tree import LOOPS, Tree, walk_local
 from ckptfix.analysis.uniform import RankUniform
@@ -60,7 +60,7 @@ class RuleContext:
     @cached_property
     def uniform(self) -> RankUniform:
         """Which branch tests every rank evaluates alike (built only when a barrier is placed)."""
-        return RankUniform(self.tree, self.guards)
+        return RankUniform(self.tree, self.guards, self._syncs_every_rank)
 
     def _issue(self, code: str, node: ast.AST, message: str, edits: list[Edit] | None = None) -> None:
         if code not in self.options.select:
@@ -123,6 +123,20 @@ class RuleContext:
             self.graph.reaches(callee, lambda c: is_barrier_call(c, self.names)) is not None
             for callee in self.graph.targets(call)
         )
+
+    def _syncs_every_rank(self, loop: ast.AST) -> bool:
+        """The loop makes collectives (directly, through helpers, or DDP's backward)."""
+
+        def direct(call: ast.Call) -> bool:
+            return (
+                last_name(call.func) == "backward"
+                or is_barrier_call(call, self.names)
+                or collective_name(call, self.names, self.module_functions) is not None
+            )
+
+        if id(loop) not in self._syncs:
+            self._syncs[id(loop)] = self._loop_reaches(loop, direct)
+        return self._syncs[id(loop)]
 
     def _loop_reaches(self, loop: ast.AST, predicate: object) -> bool:
         for node in walk_local(loop):

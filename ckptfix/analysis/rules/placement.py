@@ -59,6 +59,16 @@ class BarrierPlacement(RuleContext):
         }
         if read & written:
             return None
+        # A setting the clause reads could be changed by a call in the block (`setattr`, a method
+        # that updates its config): then only a test of names alone is trusted.
+        reads_attributes = any(isinstance(n, ast.Attribute) for c in others for n in ast.walk(c))
+        stores = (ast.Attribute, ast.Subscript)
+        if reads_attributes and any(
+            isinstance(n, ast.Call) or (isinstance(n, stores) and isinstance(n.ctx, ast.Store))
+            for stmt in anchor.body
+            for n in [stmt, *walk_local(stmt)]
+        ):
+            return None
         return " and ".join(self._clause_text(c) for c in others)
 
     def _group(self, anchor: ast.stmt) -> tuple[int, ...]:
