@@ -113,6 +113,29 @@ class GuardRecognizer:
                 if len(known) == len(kinds):
                     self.main_flags[name] = min(known)
 
+    def learn_guard_names(self, tree: Tree) -> None:
+        """Names bound only to a main-process test (`master = dist.get_rank() == 0`; every binding of
+        the name in the module is such an assignment): `if master:` is a guard, not a second one to
+        add (DESIGN: never double-guard)."""
+        values: dict[str, list[ast.expr]] = {}
+        for node in tree.of_type(ast.Assign):
+            if len(node.targets) == 1 and isinstance(target := node.targets[0], ast.Name):
+                values.setdefault(target.id, []).append(node.value)
+        if not values:
+            return
+        stores: dict[str, int] = {}
+        for used in tree.of_type(ast.Name):
+            if isinstance(used.ctx, ast.Store | ast.Del):
+                stores[used.id] = stores.get(used.id, 0) + 1
+        parameters = {arg.arg for arg in tree.of_type(ast.arg)}
+        for name, assigned in values.items():
+            if name in parameters or stores.get(name) != len(assigned) or name in self.main_flags:
+                continue
+            kinds = [self.classify(value) for value in assigned]
+            known = [k for k in kinds if k is not None and k != Kind.SHARD]
+            if len(known) == len(kinds):
+                self.main_flags[name] = min(known)
+
     def _flag_kind(self, call: ast.Call, parameter: str, position: int | None) -> Kind | None:
         """The kind of main-process test a construction passes for the flag's parameter."""
         if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):

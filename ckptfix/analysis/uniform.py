@@ -80,9 +80,13 @@ class RankUniform:
         # Configuration objects changed other than by `args.x = ...`, or kept under another name
         # (`setattr(args, ...)`, `vars(args)`, `args.__dict__`, `a = args`, `self.config = config`).
         self._mutated_roots: set[str] = set()
+        # `globals()[...] = ...`, `exec(...)`: module names change out of sight.
+        self._dynamic_globals = False
         for call in tree.calls:
             if isinstance(call.func, ast.Name) and call.func.id in {"setattr", "vars", "delattr"}:
                 self._mutated_roots.update(a.id for a in call.args[:1] if isinstance(a, ast.Name))
+            elif isinstance(call.func, ast.Name) and call.func.id in {"globals", "exec"}:
+                self._dynamic_globals = True
         for attribute in tree.of_type(ast.Attribute):
             if attribute.attr == "__dict__" and isinstance(attribute.value, ast.Name):
                 self._mutated_roots.add(attribute.value.id)
@@ -192,6 +196,8 @@ class RankUniform:
         if name in self._written_elsewhere:
             return False
         bindings = self._bindings_of(scope).get(name)
+        if isinstance(scope, ast.Module) and self._dynamic_globals:
+            return False
         if bindings is None:
             if isinstance(scope, ast.Module):
                 return False  # never bound here: a builtin, a star import, a name from elsewhere

@@ -253,3 +253,24 @@ def test_a_flag_assigned_again_is_no_guard() -> None:
         + "def train(m):\n    saver = Saver('c.pt', save_to_disk=dist.get_rank() == 0)\n"
     )
     assert "CKP001" in codes(source)
+
+
+def test_a_name_bound_only_to_a_main_process_test_is_a_guard() -> None:
+    from tests.codemods.helpers import codes, rewrite, src
+
+    source = src(
+        "def train(m, steps):\n    master = dist.get_rank() == 0\n    for step in range(steps):\n"
+        "        if step % 10 == 0 and master:\n            torch.save(m, 'c.pt')\n"
+    )
+    assert "CKP001" not in codes(source)
+    assert "is_main_process()" not in rewrite(source)  # never a second guard
+
+
+def test_a_name_also_bound_otherwise_is_no_guard() -> None:
+    from tests.codemods.helpers import codes, src
+
+    source = src(
+        "def train(m, steps):\n    master = dist.get_rank() == 0\n    master = True\n"
+        "    if master:\n        torch.save(m, 'c.pt')\n"
+    )
+    assert "CKP001" in codes(source)

@@ -175,6 +175,14 @@ RANK_DEPENDENT = {
                 if epoch % cfg.save_every == 0:  # here
                     pass
         """,
+    "module names rebound through globals()": """
+        import torch.distributed as dist
+        eval_interval = 100
+        globals()["eval_interval"] = 100 + dist.get_rank()
+        for iter_num in range(1000):
+            if iter_num % eval_interval == 0:  # here
+                pass
+        """,
     "settings kept under another name": """
         def train(args):
             a = args

@@ -46,6 +46,7 @@ class RuleContext:
         self.guards = GuardRecognizer(names, options.extra_main_predicates)
         self.guards.learn_main_only_objects(tree)
         self.guards.learn_main_flags(tree)
+        self.guards.learn_guard_names(tree)
         self.graph = CallGraph(tree, self.guards)
         self.module_functions = {f.name for f in self.graph.functions}
         self.issues: list[Issue] = []
