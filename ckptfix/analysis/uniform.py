@@ -11,14 +11,18 @@ keeps the old placement (correct, only slower). Proved uniform:
 - a loop counter: the target of `for i in range(...)` when the start and step are uniform (the stop
   does not matter: at the k-th iteration every rank holds start + k * step), or the index of
   `for i, x in enumerate(...)` with a uniform start;
-- a local or module name whose every binding assigns a uniform value and runs at uniformly reached
-  code (a `global_step += 1` inside `if rank == 0:` diverges);
+- a local or module name whose every binding assigns a uniform value at code every rank runs equally
+  often: only uniform `if`s and loops that meet the other ranks every iteration (a collective, DDP's
+  backward) or count a uniform `range` around it, no `try`, `with` or loop `else`, and nothing before
+  it that may leave on a rank-dependent condition (a `global_step += 1` inside `if rank == 0:`, or
+  after `if batch is None: continue`, diverges);
 - a setting on a configuration object (`args.save_every`, `cfg.train.ckpt_interval`): attributes of
-  the conventional names in CONFIG_ROOTS, unless a part of the name suggests it differs per process
-  (`args.local_rank`, `args.gpu`);
+  the conventional names in CONFIG_ROOTS bound to a parameter or to `parser.parse_args()`, unless a
+  part of the name suggests it differs per process (`args.local_rank`, `training_args.should_log`) or
+  the code changes it (`args.x = ...`, `setattr(args, ...)`, `vars(args)`, `a = args`);
 - `int`, `min`, `max`, `abs`, `round`, `bool`, `float` of uniform arguments.
-Loops are assumed to run in lockstep: in training code every iteration meets the other ranks in a
-collective (the gradient all-reduce), so iteration counts agree.
+Module names are never proved where `globals()` or `exec` can rebind them. What is left unchecked: a
+function that receives `args` and changes a setting on some ranks only.
 """
 
 from __future__ import annotations
