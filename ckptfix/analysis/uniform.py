@@ -39,7 +39,8 @@ CONFIG_ROOTS = frozenset(
 )
 # Parts of a setting's name that suggest a per-process value.
 PER_PROCESS_HINTS = (
-    *("rank", "local", "gpu", "device", "node", "host", "master", "main", "proc", "worker"),
+    *("rank", "local", "gpu", "device", "node", "host", "master", "main", "worker"),
+    *("procid", "proc_id", "process_id", "process_index"),
     *("should", "chief", "primary", "leader", "zero", "is_"),
 )
 PURE_BUILTINS = frozenset({"int", "float", "bool", "min", "max", "abs", "round"})

@@ -89,6 +89,12 @@ UNIFORM = {
                 if epoch % args.save_every == 0 or epoch == args.epochs - 1:  # here
                     pass
         """,
+    "a setting that only mentions processing": """
+        def main(parser):
+            args = parser.parse_args()
+            if args.multiprocessing_distributed:  # here
+                pass
+        """,
     "builtins of uniform values": """
         def train(args):
             for step in range(args.steps):

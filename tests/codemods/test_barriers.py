@@ -497,3 +497,32 @@ def test_save_then_return_is_not_rewritten() -> None:
         """
     )
     assert findings(before, select=frozenset({"CKP002"})) == [(7, "CKP002", False)]
+
+
+def test_imagenet_shape_gets_one_barrier_per_epoch() -> None:
+    """main_worker runs on every process (spawned, or called in the other branch of a setting); the
+    helper is called under a guard that is vacuous under torchrun: the barrier follows that `if`."""
+    before = src(
+        """
+        import torch.multiprocessing as mp
+
+        def main(parser):
+            args = parser.parse_args()
+            if args.multiprocessing_distributed:
+                mp.spawn(main_worker, nprocs=2, args=(args,))
+            else:
+                main_worker(0, args)
+
+        def main_worker(gpu, args):
+            dist.init_process_group("gloo")
+            for epoch in range(args.epochs):
+                if not args.multiprocessing_distributed or args.rank % args.ngpus == 0:
+                    save_checkpoint({"epoch": epoch})
+
+        def save_checkpoint(state, filename="checkpoint.pth.tar"):
+            torch.save(state, filename)
+        """
+    )
+    assert (19, "CKP002", True) in findings(before)
+    after = rewrite(before)
+    assert '            save_checkpoint({"epoch": epoch})\n        checkpoint_barrier(timeout=120)\n' in after
