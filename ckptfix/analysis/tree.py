@@ -249,3 +249,23 @@ def _children(node: ast.AST) -> list[ast.AST]:
         elif isinstance(value, ast.AST):
             children.append(value)
     return children
+
+
+def exits(stmt: ast.stmt) -> list[ast.stmt]:
+    """The statements by which control leaves `stmt` early: its `return`s and `raise`s, and the
+    `break`s and `continue`s that leave it (not those of a loop inside it). Nested functions and
+    classes are not searched; a definition runs none of its body."""
+    found: list[ast.stmt] = []
+    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return found
+
+    def visit(node: ast.AST, in_loop: bool) -> None:
+        loop_exit = isinstance(node, ast.Break | ast.Continue) and not in_loop
+        if isinstance(node, ast.Return | ast.Raise) or loop_exit:
+            found.append(node)  # type: ignore[arg-type]
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, SCOPES):
+                visit(child, in_loop or isinstance(node, LOOPS))
+
+    visit(stmt, False)
+    return found

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 from ckptfix.analysis.guards import GuardRecognizer
 from ckptfix.analysis.names import dotted
-from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+from ckptfix.analysis.tree import FunctionNode, Tree, exits, walk_local
 
 CONFIG_ROOTS = frozenset(
     {"args", "cfg", "config", "conf", "opt", "opts", "hparams", "flags", "FLAGS", "training_args"}
@@ -153,7 +153,7 @@ class RankUniform:
         return all(self._exits_alike(previous) for previous in block[:max(index, 0)])
 
     def _exits_alike(self, stmt: ast.stmt) -> bool:
-        for node in _exits(stmt):
+        for node in exits(stmt):
             current: ast.AST = node
             while current is not stmt:
                 owner = self.tree.parent.get(id(current))
@@ -363,23 +363,3 @@ def _settings_binding(binding: ast.AST, value: ast.expr | None) -> bool:
         and isinstance(value.func, ast.Attribute)
         and value.func.attr in {"parse_args", "parse_args_into_dataclasses"}
     )
-
-
-def _exits(stmt: ast.stmt) -> list[ast.AST]:
-    """The `return`s and `raise`s in `stmt`, and the `break`s and `continue`s that leave it (not
-    those of a loop inside it); nested functions and classes are not searched."""
-    found: list[ast.AST] = []
-    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return found  # a definition runs none of its body
-
-    def visit(node: ast.AST, in_loop: bool) -> None:
-        leaves_loop = isinstance(node, ast.Break | ast.Continue) and not in_loop
-        if isinstance(node, ast.Return | ast.Raise) or leaves_loop:
-            found.append(node)
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-                continue
-            visit(child, in_loop or isinstance(node, ast.For | ast.AsyncFor | ast.While))
-
-    visit(stmt, False)
-    return found

@@ -11,7 +11,7 @@ from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import GuardRecognizer
 from ckptfix.analysis.names import Names, last_name
 from ckptfix.analysis.plan import Edit, Key
-from ckptfix.analysis.tree import LOOPS, Tree, walk_local
+from ckptfix.analysis.tree import LOOPS, Tree, exits, walk_local
 from ckptfix.analysis.uniform import RankUniform
 from ckptfix.options import Options
 
@@ -186,20 +186,7 @@ def loop_of(tree: Tree, node: ast.AST) -> ast.AST | None:
 
 def exits_early(stmt: ast.stmt) -> bool:
     """`stmt` contains a return, or a break/continue that leaves the loop around it."""
-
-    def visit(node: ast.AST, in_loop: bool) -> bool:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-                continue
-            if isinstance(child, ast.Return):
-                return True
-            if isinstance(child, ast.Break | ast.Continue) and not in_loop:
-                return True
-            if visit(child, in_loop or isinstance(child, LOOPS)):
-                return True
-        return False
-
-    return isinstance(stmt, ast.Return) or visit(stmt, isinstance(stmt, LOOPS))
+    return any(not isinstance(node, ast.Raise) for node in exits(stmt))
 
 
 def and_clauses(test: ast.expr) -> list[ast.expr]:

@@ -10,7 +10,7 @@ from textwrap import indent
 from ckptfix.analysis.plan import Edit, Insert
 from ckptfix.analysis.rules.context import RuleContext, and_clauses, contains_loop, exits_early
 from ckptfix.analysis.saves import Save
-from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
+from ckptfix.analysis.tree import LOOPS, FunctionNode, exits, walk_local
 
 
 class BarrierPlacement(RuleContext):
@@ -213,7 +213,7 @@ def _divides(node: ast.AST, child: ast.AST) -> bool:
 def _leaves_only_its_loop(stmt: ast.stmt) -> bool:
     """`stmt`'s early exits are `break`s: it ends the loop after the write. (After a `continue` the
     loop goes on, so a barrier after the loop would come too late; after a `return`, never.)"""
-    return not any(isinstance(node, ast.Return | ast.Continue) for node in [stmt, *walk_local(stmt)])
+    return all(isinstance(node, ast.Break) for node in exits(stmt))
 
 
 def _directly_in_body(stmt: ast.stmt, loop: ast.AST) -> bool:
