@@ -39,13 +39,13 @@ except ImportError:  # not CPython
     from hashlib import blake2b
 
 # Bumped when an entry's layout changes: old entries then simply stop matching.
-_FORMAT = b"ckptfix-cache-1"
+_FORMAT = b"ckptfix-cache-2"
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by ckptfix.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-_Row = tuple[int, int, str, str, bool]
+_Row = tuple[int, int, str, str, bool, bool]
 
 
 @cache
@@ -110,7 +110,8 @@ class Cache:
 
     def store(self, data: bytes, findings: Iterable[Finding]) -> None:
         """Record the findings of these bytes (their path is left out)."""
-        content = json.dumps([[f.line, f.col, f.code, f.message, f.fixable] for f in findings]).encode()
+        rows = [[f.line, f.col, f.code, f.message, f.fixable, f.unsafe] for f in findings]
+        content = json.dumps(rows).encode()
         entry = self._entry(data)
         try:
             try:
@@ -124,18 +125,19 @@ class Cache:
 
 def _row(row: object) -> _Row:
     """One stored finding, checked: anything of another shape raises TypeError (a miss)."""
-    if not (isinstance(row, list) and len(row) == 5):
+    if not (isinstance(row, list) and len(row) == 6):
         raise TypeError("not a finding")
-    line, col, code, message, fixable = row
+    line, col, code, message, fixable, unsafe = row
     if not (
         type(line) is int
         and type(col) is int
         and isinstance(code, str)
         and isinstance(message, str)
         and type(fixable) is bool
+        and type(unsafe) is bool
     ):
         raise TypeError("not a finding")
-    return line, col, code, message, fixable
+    return line, col, code, message, fixable, unsafe
 
 
 def _replace(path: str, content: bytes) -> None:

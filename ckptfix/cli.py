@@ -24,6 +24,7 @@ from ckptfix.report import FORMATS
 
 if TYPE_CHECKING:
     from ckptfix.engine import FileResult, Mode
+    from ckptfix.findings import Finding
     from ckptfix.sourcefile import SourceFile
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -135,6 +136,11 @@ def _shared_options(func: F) -> F:
             help="Timeout of the inserted final sync [default: 180].",
         ),
         click.option(
+            "--unsafe-fixes/--no-unsafe-fixes",
+            default=None,
+            help="Also write fixes that rest on an assumption ckptfix cannot prove (each says which).",
+        ),
+        click.option(
             "--config",
             "config_file",
             type=click.Path(dir_okay=False, path_type=str),
@@ -211,6 +217,7 @@ def _setup(params: dict[str, Any]) -> _Run:
         style=params["style"],
         barrier_timeout=params["barrier_timeout"],
         final_timeout=params["final_timeout"],
+        unsafe_fixes=params["unsafe_fixes"],
     )
     try:
         config_file = params["config_file"]
@@ -383,13 +390,19 @@ def check(summary: bool, **params: Any) -> None:
     if findings:
         run.say(
             f"Found {_plural(len(findings), 'finding')} in {_plural(files_with, 'file')} "
-            f"({fixable} fixable with `ckptfix apply`)."
+            f"({fixable} fixable with `ckptfix apply`{_held_back(findings)})."
         )
     else:
         run.say(f"No findings in {_plural(sum(r.error is None for r in results), 'file')}.")
     if failures:
         run.say(f"{_plural(failures, 'path')} could not be checked (see the errors above).")
     sys.exit(EXIT_ERROR if failures else EXIT_FINDINGS if findings else EXIT_OK)
+
+
+def _held_back(findings: list[Finding]) -> str:
+    """"; 2 more with --unsafe-fixes": the unsafe fixes a run did not write."""
+    held = sum(f.unsafe and not f.fixable for f in findings)
+    return f"; {held} more with `--unsafe-fixes`" if held else ""
 
 
 @main.command(short_help="Rewrite those saves in place (or print a diff with --diff).")
@@ -411,10 +424,16 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         _emit("".join(r.diff for r in results), run)
         changed = [r for r in results if r.diff]
         fixes = sum(r.fixed for r in changed)
+        held = [f for r in results for f in r.findings if f.unsafe and not f.fixable]
+        for finding in held:  # what a reviewer of the diff should know is missing from it
+            run.say(f"{finding.path}:{finding.line}:{finding.col}: {finding.code} {finding.message}")
         run.say(
-            f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix', 'fixes')})."
-            if changed
-            else "Nothing to rewrite."
+            (
+                f"Would rewrite {_plural(len(changed), 'file')} ({_plural(fixes, 'fix', 'fixes')})"
+                if changed
+                else "Nothing to rewrite"
+            )
+            + (f"; {_plural(len(held), 'unsafe fix', 'unsafe fixes')} held back." if held else ".")
         )
         if failures:
             run.say(f"{_plural(failures, 'path')} could not be processed (see the errors above).")
@@ -436,7 +455,7 @@ def apply(diff: bool, exit_non_zero_on_fix: bool, **params: Any) -> None:
         else "Nothing to rewrite."
     )
     if remaining:
-        run.say(f"{_plural(len(remaining), 'finding')} left to fix by hand.")
+        run.say(f"{_plural(len(remaining), 'finding')} left to fix by hand{_held_back(remaining)}.")
     if failures:
         run.say(f"{_plural(failures, 'path')} could not be processed (see the errors above).")
         sys.exit(EXIT_ERROR)

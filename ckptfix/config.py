@@ -73,6 +73,7 @@ class FileConfig:
     assume_distributed: bool | None = None
     rewrite_local_rank_guards: bool | None = None
     cache: bool | None = None
+    unsafe_fixes: bool | None = None
 
     @property
     def root(self) -> Path:
@@ -92,6 +93,7 @@ class CliFlags:
     style: Style | None = None
     barrier_timeout: float | None = None
     final_timeout: float | None = None
+    unsafe_fixes: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def parse_table(table: Mapping[str, object], where: str) -> dict[str, Any]:
             parsed[attr] = _timeout(where, key, value)
         elif key in ("extra-save-functions", "extra-main-predicates"):
             parsed[attr] = _dotted_names(where, key, value)
-        elif key in ("assume-distributed", "rewrite-local-rank-guards", "cache"):
+        elif key in ("assume-distributed", "rewrite-local-rank-guards", "cache", "unsafe-fixes"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: `{key}` must be true or false, got {value!r}")
             parsed[attr] = value
@@ -264,6 +266,7 @@ def resolve(config: FileConfig, flags: CliFlags) -> Settings:
         extra_save_functions=config.extra_save_functions,
         extra_main_predicates=config.extra_main_predicates,
         rewrite_local_rank_guards=bool(config.rewrite_local_rank_guards),
+        unsafe_fixes=bool(flags.unsafe_fixes if flags.unsafe_fixes is not None else config.unsafe_fixes),
     )
     return Settings(options=options, root=config.root, exclude=exclude, cache=config.cache is not False)
 

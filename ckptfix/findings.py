@@ -14,4 +14,5 @@ class Finding:
     col: int
     code: str
     message: str
-    fixable: bool = False
+    fixable: bool = False  # `apply` rewrites it (with --unsafe-fixes, where `unsafe`)
+    unsafe: bool = False  # the fix rests on an assumption the analysis cannot prove

@@ -29,3 +29,5 @@ class Options:
     # Opt-in: turn a local-rank guard around a save (one writer per node) into the global main-process
     # test. Off by default: on node-local disks one writer per node is what people want.
     rewrite_local_rank_guards: bool = False
+    # Write fixes that rest on an assumption the analysis cannot prove (ruff's unsafe fixes).
+    unsafe_fixes: bool = False

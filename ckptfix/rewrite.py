@@ -120,7 +120,11 @@ class _Applier(cst.CSTTransformer):
         args = list(call.args)
         if edit.positional:
             indexes = [_arg_index(args, ref) for ref in edit.positional]
-            if None not in indexes and indexes != list(range(len(indexes))):
+            # Reorder unless they already are the first positional arguments: `torch.save(obj=s,
+            # f=p)` has them at indexes 0 and 1 too, as keywords the new callee may not take.
+            if None not in indexes and (
+                indexes != list(range(len(indexes))) or any(args[i].keyword is not None for i in indexes)  # type: ignore[index]
+            ):
                 picked = [args[i] for i in indexes if i is not None]
                 rest = [a for i, a in enumerate(args) if i not in indexes]
                 args = [
@@ -347,13 +351,15 @@ class _Applier(cst.CSTTransformer):
         binding = " as {exc}" if wrap.exc_name else ""
         # The path is unknown when it travels in `*args` or in an open file handle.
         nodes = {"__path__": path if path is not None else cst.SimpleString('"<unknown path>"')}
+        handler = wrap.handler + ("\nraise" if wrap.reraise else "")
+        handler = handler.replace("\n", "\n    " + ("" if wrap.test is None else "    "))
         if wrap.test is None:  # already guarded: only the try/except
-            template = f"try:\n    pass\nexcept Exception{binding}:\n    {wrap.handler}"
+            template = f"try:\n    pass\nexcept Exception{binding}:\n    {handler}"
             bare = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]
             assert isinstance(bare, cst.Try)
             return bare.with_changes(body=bare.body.with_changes(body=inner))
         template = (
-            f"if {wrap.test}:\n    try:\n        pass\n    except Exception{binding}:\n        {wrap.handler}"
+            f"if {wrap.test}:\n    try:\n        pass\n    except Exception{binding}:\n        {handler}"
         )
         guard = self._statements(template, nodes, {"exc": wrap.exc_name or ""})[0]
         assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)

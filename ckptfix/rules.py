@@ -41,13 +41,23 @@ RULES: dict[str, Rule] = {
                 try/except that reports the failure. The object to save is computed before the guard on
                 every rank (state gathering such as FSDP state_dict or consolidate_state_dict is
                 collective); statements right after the write that only make sense on success move into
-                the try. save_pretrained gets is_main_process= instead, since it gathers state on every
-                rank.
+                the try. Where no barrier follows to carry the failure to the other ranks, the handler
+                re-raises after reporting. Every fix is validated before it is written (README: "apply
+                never makes working code worse").
+                Unsafe (written only with --unsafe-fixes): a path that comes from a parameter whose callers
+                are not in the file, or from the items of a loop not proved alike on every rank (a per-rank
+                work list); save_pretrained (it gathers a sharded model's state: FSDP, ZeRO-3; its
+                is_main_process= keyword gates only the config, every rank still writes the weights); the
+                global guard for a launcher-dependent one.
                 Already guarded: rank comparisons, is_main_process()/is_master/master_process/should_save
                 and friends, `and` clauses, early returns, @rank_zero_only, helpers whose callers are all
                 guarded. Local-rank guards (local_rank in [-1, 0], gpu_id == 0) write once per node:
-                reported, not rewritten. Per-rank files (the rank in the name), temp files and io.BytesIO
-                are not findings. Single-process modules are skipped unless --assume-distributed.
+                reported, not rewritten. One writer other than rank 0 (is_last_rank(), rank == 3, a
+                group's rank()) is deliberate: left alone. Per-rank files (the rank in the name, or passed
+                by a caller), temp files, files read back by the code that wrote them (caches), and
+                io.BytesIO are not findings. Single-process modules are skipped unless
+                --assume-distributed: no torch.distributed use, accelerate without an Accelerator,
+                Fabric(devices=1), a script that refuses world_size > 1, a JAX program.
                 """
             ),
             before=_text(
@@ -87,8 +97,10 @@ RULES: dict[str, Rule] = {
                 callers or by an early return, or its helper is called inside a branch
                 (`if is_best: self.save_best()`: ranks may disagree), the barrier goes after each call
                 site, outside the caller's branches; a save followed by `break` gets it after the loop.
-                Not rewritten when no such place exists (an early `return` or `continue`, unknown
-                callers).
+                Not rewritten when no such place exists (an early `return` or `continue`), nor inside a
+                function whose callers ckptfix cannot see (nothing in the file calls it, it is passed as a
+                value or registered as a hook, it is a method of a framework's class): the barrier is its
+                callers' to place, and the finding says so.
                 """
             ),
             before=_text(
@@ -226,7 +238,14 @@ RULES: dict[str, Rule] = {
                 on rank 0 only (a consolidated ZeroRedundancyOptimizer's state_dict()) is built under
                 the guard. Report only, with the reason, when the guard is a decorator, an early exit,
                 has an else branch or an elif, when code before the collective would then run on every
-                rank, and for rank-divergent `break`s and stop flags.
+                rank (a deletion, a write, a print, a call on an object built on rank 0 only), and for
+                rank-divergent `break`s and stop flags. A lift of a collective recognised by its method
+                name only (save_state, save_checkpoint, ...) is an unsafe fix: under plain DDP it may be no
+                collective at all.
+                Not findings: a guarded collective balanced by the other ranks' own ("rank 0 goes first":
+                `if rank != 0: barrier()` ... `if rank == 0: barrier()`), a method of an object built on
+                rank 0 only (`saver.save_checkpoint()` with `saver = None` elsewhere), a stop flag rank 0
+                sets and then broadcasts, a function passed as an argument under a guard.
                 """
             ),
             before=_text(
@@ -292,8 +311,10 @@ RULES: dict[str, Rule] = {
                 Fix: the write (and the statements after it that only make sense on success) goes into
                 try/except that reports the failure: report_save_failure logs it, and the next
                 checkpoint_barrier tells every rank, which then go on or all raise together
-                (CKPTFIX_ON_SAVE_ERROR). The inline style logs it with logging.exception. Writes through
-                save_pretrained(is_main_process=...) are left alone.
+                (CKPTFIX_ON_SAVE_ERROR). The inline style logs it with logging.exception. Only where a
+                barrier follows (already, or CKP002's): without one a try/except could only re-raise, so
+                the finding stays report-only. Writes through save_pretrained(..., is_main_process=...,
+                save_function=accelerator.save) are left alone.
                 """
             ),
             before=_text(

@@ -14,7 +14,14 @@ import ast
 from collections.abc import Callable
 
 from ckptfix.analysis.guards import Guard, GuardRecognizer
+from ckptfix.analysis.names import last_name
+from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+
+# Callables that start a function on every rank (it is passed to them, not called in the file).
+LAUNCHERS = frozenset(
+    {"spawn", "start_processes", "Fire", "launch", "notebook_launcher", "elastic_launch", "cli", "CLI"}
+)
 
 
 class CallGraph:
@@ -108,7 +115,11 @@ class CallGraph:
             if isinstance(node, ast.Name):
                 return self._plain.get(node.id, [])
             if isinstance(node, ast.Attribute) and self._known_receiver(node.value):
-                return self._methods.get(node.attr, [])
+                found = self._methods.get(node.attr, [])
+                if _is_super(node.value):  # the parent's method, never the one being defined
+                    caller = self.tree.function(node)
+                    found = [f for f in found if f is not caller]
+                return found
             return []
         parent = self.tree.parent.get(id(node))
         if isinstance(parent, ast.Call) and parent.func is node:
@@ -148,6 +159,10 @@ class CallGraph:
             return None
         found: list[Guard] = []
         for site in sites:
+            if not isinstance(site, ast.Call):
+                # Passed as a value (`save_hyperparameters(setup, path)`, `Thread(target=f)`): where it
+                # runs is not where it is named, so a guard around the name proves nothing.
+                return None
             guard = self.guard(site)
             if guard is None:
                 return None
@@ -166,6 +181,57 @@ class CallGraph:
 
     def has_guarded_site(self, function: FunctionNode) -> bool:
         return any(self.guard(site) is not None for site in self.sites[id(function)])
+
+    # --- who calls a function -----------------------------------------------------------------------
+    def framework_hook(self, function: FunctionNode) -> str | None:
+        """`Class(Base)`, when `function` is a method of a class derived from one this module does not
+        define (a Lightning callback, a CheckpointIO, a Trainer subclass): the framework calls it."""
+        owner = self.tree.parent.get(id(function))
+        if not isinstance(owner, ast.ClassDef):
+            return None
+        defined = {node.name for node in self.tree.of_type(ast.ClassDef)}
+        for base in owner.bases:
+            name = last_name(base)
+            if name is not None and name not in defined and name != "object":
+                return f"{owner.name}({ast.unparse(base)})"
+        return None
+
+    def launched(self, reference: ast.AST) -> bool:
+        """`mp.spawn(main_worker, ...)`, `fire.Fire(main)`: a function handed to a launcher runs on every
+        rank."""
+        parent = self.tree.parent.get(id(reference))
+        if isinstance(parent, ast.keyword):
+            parent = self.tree.parent.get(id(parent))
+        return isinstance(parent, ast.Call) and last_name(parent.func) in LAUNCHERS
+
+    def callers_unseen(self, function: FunctionNode) -> str | None:
+        """Why ckptfix cannot see on which ranks `function` runs, or None when every call is in the
+        module (or a launcher starts it): then a barrier inside it is its callers' to place."""
+        sites = self.sites[id(function)]
+        if not sites:
+            hook = self.framework_hook(function)
+            if hook is not None:
+                return (
+                    f"`{function.name}` is a method of `{hook}`, which a framework calls where ckptfix "
+                    "cannot see on which ranks (a barrier belongs to its callers)"
+                )
+            # A script calls what it runs (from `__main__`, or through a launcher); a function nothing
+            # here calls is called from elsewhere, perhaps on rank 0 only.
+            return (
+                f"nothing in this file calls `{function.name}`, so ckptfix cannot see on which ranks it "
+                "runs (a barrier belongs to its callers)"
+            )
+        for site in sites:
+            if not isinstance(site, ast.Call) and not self.launched(site):
+                line = getattr(site, "lineno", "?")
+                return f"`{function.name}` is passed as a value at line {line}, so it may run on any ranks"
+        return None
+
+    def reaches_save(self, call: ast.Call, finder: SaveFinder) -> bool:
+        """The call runs a module function that writes a checkpoint (through helpers, any depth)."""
+        return any(
+            self.reaches(f, lambda c: finder.target_of(c) is not None) is not None for f in self.targets(call)
+        )
 
     # --- reachability ----------------------------------------------------------------------------------
     def reaches(self, function: FunctionNode, direct: Callable[[ast.Call], bool]) -> list[str] | None:
@@ -187,3 +253,8 @@ class CallGraph:
             return None
 
         return search(function)
+
+
+def _is_super(receiver: ast.expr) -> bool:
+    func = receiver.func if isinstance(receiver, ast.Call) else None
+    return isinstance(func, ast.Name) and func.id == "super"

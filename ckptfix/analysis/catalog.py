@@ -29,9 +29,6 @@ HF_SAVE_PRETRAINED = "save_pretrained"
 # `utils.save_on_master(state, path)`, torch.save's arguments): matched by name unless the module
 # defines the name itself. Their call sites need the barrier after them; the write is the helper's.
 DELEGATED_MAIN_SAVES = frozenset({"save_on_master"})
-# Receivers whose save_pretrained has no is_main_process parameter (tokenizers, processors, configs):
-# those are guarded with an `if` instead.
-HF_NO_MAIN_KWARG_HINTS = ("token", "processor", "config", "extractor")
 
 # --- the runtime the rewrite imports (ckptfix/runtime, names fixed by the project) --------------------
 RUNTIME_MODULE = "ckptfix.runtime"
@@ -116,6 +113,10 @@ LOCAL_MAIN_PREDICATES = frozenset(
         "local_master",
     }
 )
+# Truthy predicates meaning "one rank that is not rank 0 writes" (Megatron's is_last_rank(): rank ==
+# world_size - 1): a deliberate single writer, left alone like a shard's; nesting a rank-0 guard in it
+# would write nothing at all.
+OTHER_WRITER_PREDICATES = frozenset({"is_last_rank", "is_last_process"})
 # Decorators that run the function on the main process only (Lightning rank_zero_only,
 # accelerate Accelerator.on_main_process / PartialState.on_main_process).
 MAIN_ONLY_DECORATORS = frozenset(
@@ -183,10 +184,10 @@ COLLECTIVES = frozenset(
     }
 )
 # Method names specific enough to mean a collective on an object whose type is unknown (heuristics;
-# `ckptfix explain CKP006` lists them): ZeroRedundancyOptimizer.consolidate_state_dict,
-# DTensor.full_tensor / redistribute, FSDP summon_full_params, accelerate Accelerator methods,
-# DeepSpeed engine checkpoint methods, Lightning/Fabric strategy calls.
-COLLECTIVE_METHODS = frozenset(
+# `ckptfix explain CKP006` lists them), in two kinds. Those only torch's own classes define
+# (ZeroRedundancyOptimizer.consolidate_state_dict, DTensor.full_tensor / redistribute, FSDP,
+# ProcessGroup): matching them by name rests on no assumption worth the name.
+TORCH_COLLECTIVE_METHODS = frozenset(
     {
         "consolidate_state_dict",
         "full_tensor",
@@ -195,6 +196,18 @@ COLLECTIVE_METHODS = frozenset(
         "state_dict_type",
         "full_optim_state_dict",
         "optim_state_dict",
+        "all_reduce",
+        "all_gather",
+        "all_gather_object",
+        "broadcast_object_list",
+        "reduce_scatter",
+    }
+)
+# The names frameworks use (accelerate Accelerator methods, DeepSpeed engine checkpoint methods,
+# Lightning/Fabric strategy calls), which user classes reuse for plain writes (`saver.save_checkpoint()`
+# on an object built on rank 0 only): a fix that rests on them is unsafe.
+FRAMEWORK_COLLECTIVE_METHODS = frozenset(
+    {
         "wait_for_everyone",
         "save_state",
         "load_state",
@@ -202,14 +215,10 @@ COLLECTIVE_METHODS = frozenset(
         "save_16bit_model",
         "save_checkpoint",
         "load_checkpoint",
-        "all_reduce",
-        "all_gather",
-        "all_gather_object",
-        "broadcast_object_list",
         "gather_for_metrics",
-        "reduce_scatter",
     }
 )
+COLLECTIVE_METHODS = TORCH_COLLECTIVE_METHODS | FRAMEWORK_COLLECTIVE_METHODS
 # Method names that are too common to match alone, matched when the receiver's name says what it is
 # (`self.accelerator.gather(t)`, `fabric.save(p, state)`). Every process must call them:
 # accelerate Accelerator.save_model / gather / reduce (accelerate/accelerator.py), transformers

@@ -16,7 +16,7 @@ from ckptfix.analysis.names import Names
 from ckptfix.analysis.plan import Key
 from ckptfix.analysis.rules.barrier_rules import BarrierRules
 from ckptfix.analysis.rules.collective_rules import CollectiveRules
-from ckptfix.analysis.rules.context import Issue
+from ckptfix.analysis.rules.context import Issue, RuleContext
 from ckptfix.analysis.rules.final_sync import FinalSyncRules
 from ckptfix.analysis.rules.save_rules import SaveRules
 from ckptfix.analysis.saves import SaveFinder
@@ -33,6 +33,8 @@ class Analysis:
     issues: list[Issue]
     # init_process_group(...) statements with no init_sync() after them (runtime style needs one).
     init_keys: list[Key]
+    # What the rules learned of the module (guards, call graph); None when it is not distributed code.
+    context: RuleContext | None = None
 
 
 def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
@@ -43,7 +45,13 @@ def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
         return Analysis(tree, names, [], [])
     checker = _Checker(tree, names, options)
     checker.run()
-    return Analysis(tree, names, checker.issues, checker.init_keys)
+    return Analysis(tree, names, checker.issues, checker.init_keys, checker)
+
+
+def rule_context(tree: Tree, names: Names, options: Options) -> RuleContext:
+    """What the rules know of a module (guards, call graph, uniform tests), without running them:
+    the validator reads the program a plan produces through it."""
+    return _Checker(tree, names, options)
 
 
 class _Checker(SaveRules, BarrierRules, FinalSyncRules, CollectiveRules):

@@ -49,6 +49,8 @@ class GuardRecognizer:
         self.main_only: dict[str, Kind] = {}
         # Flags set on the main process only (`learn_main_flags`): a truthy `self.save_to_disk` test.
         self.main_flags: dict[str, Kind] = {}
+        # Predicate-named parameters with a constant default (`learn_mode_parameters`): modes.
+        self.modes: set[str] = set()
 
     def learn_main_only_objects(self, tree: Tree) -> None:
         """Names (or `self.x` attributes) built only on the main process and None elsewhere:
@@ -176,6 +178,8 @@ class GuardRecognizer:
                 return _env_kind(expr.args[0])
             if name in catalog.LOCAL_RANK_CALLS:
                 return Kind.LOCAL
+            if _group_rank(expr):
+                return Kind.SHARD  # a rank within a group: one writer per group
             return _identifier_kind(name) if name else None
         if isinstance(expr, ast.Subscript):
             return _env_kind(expr.slice)
@@ -186,10 +190,28 @@ class GuardRecognizer:
         """rank_kind, except for predicates that merely mention a rank (`is_rank_zero`)."""
         return None if self.predicate_kind(expr) is not None else self.rank_kind(expr)
 
+    def learn_mode_parameters(self, tree: Tree) -> None:
+        """Parameters named like a predicate but defaulting to a constant (`def load(path, rank0=False)`):
+        a mode the callers switch, on every rank alike, not a rank test. Their name is not a guard in
+        the module."""
+        for arguments in tree.of_type(ast.arguments):
+            positional = [*arguments.posonlyargs, *arguments.args]
+            with_default = positional[len(positional) - len(arguments.defaults) :]
+            keyword_only = zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+            defaults = [
+                *zip(with_default, arguments.defaults, strict=True),
+                *((a, d) for a, d in keyword_only if d is not None),
+            ]
+            for arg, default in defaults:
+                if isinstance(default, ast.Constant) and isinstance(default.value, bool):
+                    self.modes.add(arg.arg)
+
     def predicate_kind(self, expr: ast.expr) -> Kind | None:
         """Kind of a truthy main-process predicate (`master_process`, `is_main_process()`)."""
         name = last_name(expr)
         if name is None:
+            return None
+        if isinstance(expr, ast.Name) and expr.id in self.modes:
             return None
         # An imported alias (`from ckptfix.runtime import is_main_process as main_only`) counts by
         # the name it was imported under.
@@ -200,7 +222,30 @@ class GuardRecognizer:
             return Kind.LOCAL
         if name in catalog.MAIN_PREDICATES or name in self.extra:
             return Kind.GLOBAL
+        if name in catalog.OTHER_WRITER_PREDICATES:
+            return Kind.SHARD  # one writer that is not rank 0 (the last rank): deliberate
         return None
+
+    def other_writer(self, test: ast.expr) -> bool:
+        """A test that holds on one rank other than 0 (`is_last_rank()`, `rank == world_size - 1`,
+        `rank == 3`): the code under it has its own single writer, which rank 0 never is."""
+        if isinstance(test, ast.Call | ast.Name | ast.Attribute):
+            return (last_name(test) or "") in catalog.OTHER_WRITER_PREDICATES
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+            return False
+        for rank, other in ((test.left, test.comparators[0]), (test.comparators[0], test.left)):
+            if self._rank_kind_checked(rank) != Kind.GLOBAL:
+                continue
+            last_of_world = (
+                isinstance(other, ast.BinOp)
+                and isinstance(other.op, ast.Sub)
+                and _world_size(other.left)
+                and _is_const(other.right, 1)
+            )
+            constant = isinstance(other, ast.Constant) and type(other.value) is int and other.value > 0
+            if last_of_world or constant:
+                return True
+        return False
 
     # --- conditions ------------------------------------------------------------------------------------
     def classify(self, test: ast.expr) -> Kind | None:
@@ -221,6 +266,8 @@ class GuardRecognizer:
             operand = test.operand
             return self._rank_kind_checked(operand) or self.classify_negated(operand)
         if isinstance(test, ast.Compare) and len(test.ops) == 1:
+            if self.other_writer(test):
+                return Kind.SHARD
             return self._compare(test.left, test.ops[0], test.comparators[0], negated=False)
         if self.main_only and (name := dotted(test)) in self.main_only:
             return self.main_only[name]  # `if saver:`
@@ -387,6 +434,8 @@ def _exit_kind(stmt: ast.stmt) -> str | None:
 
 def _identifier_kind(name: str) -> Kind | None:
     lowered = name.lower()
+    if lowered.endswith("ranks"):
+        return None  # a count or list of ranks (`num_ranks`, `failed_ranks == 0`), not a rank
     if lowered.lstrip("_").startswith(("is_", "has_", "should_", "can_", "same_")):
         return None  # a yes/no question about ranks (`_is_same_rank(...)`), not a rank number
     if any(hint in lowered for hint in catalog.SHARD_RANK_HINTS) or "data_parallel" in lowered:
@@ -447,10 +496,32 @@ def _world_size(expr: ast.expr) -> bool:
     return "world_size" in name or name in {"num_processes", "num_replicas"}
 
 
+def _group_rank(call: ast.Call) -> bool:
+    """`self.dp_group.rank()`, `dist.get_rank(group)`, `dist.get_rank(group=g)`: the rank within a
+    process group (a data-parallel or model-parallel one), not the global rank."""
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr == "rank":
+        return True  # a ProcessGroup's rank() (the default group's is dist.get_rank())
+    if last_name(func) == "get_rank":
+        return bool(call.args) or any(k.arg == "group" for k in call.keywords)
+    return False
+
+
 def _not_distributed(expr: ast.expr) -> bool:
-    """True only when there is a single process (`not dist.is_initialized()`, `world_size == 1`)."""
+    """True only when there is a single process (`not dist.is_initialized()`, `world_size == 1`, the
+    `local_rank == -1` of argparse-style scripts launched without a launcher)."""
     if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
         return _mentions_distribution(expr.operand)
+    if (
+        isinstance(expr, ast.Compare)
+        and len(expr.ops) == 1
+        and isinstance(expr.ops[0], ast.Eq)
+        and isinstance(right := expr.comparators[0], ast.UnaryOp)
+        and isinstance(right.op, ast.USub)
+        and _is_const(right.operand, 1)
+        and "local_rank" in (last_name(expr.left) or "").lower()
+    ):
+        return True
     if isinstance(expr, ast.Compare) and len(expr.ops) == 1 and _world_size(expr.left):
         op, right = expr.ops[0], expr.comparators[0]
         return (isinstance(op, ast.Eq | ast.LtE) and _is_const(right, 1)) or (
@@ -467,3 +538,28 @@ def _distributed(expr: ast.expr) -> bool:
             isinstance(op, ast.GtE) and _is_const(right, 2)
         )
     return _mentions_distribution(expr)
+
+
+def is_distributed_test(expr: ast.expr) -> bool:
+    """True in every run of several processes, whatever the launcher: `dist.is_initialized()`,
+    `is_dist_avail_and_initialized()`, `world_size > 1`. A setting (`args.distributed`) is not: what
+    it holds depends on how the job was started."""
+    if isinstance(expr, ast.Call):
+        name = (last_name(expr.func) or "").lower()
+        return name in {"is_initialized", "is_available", "is_distributed"} or (
+            "dist" in name and ("init" in name or "avail" in name)
+        )
+    return _distributed(expr) and isinstance(expr, ast.Compare)
+
+
+def is_single_process_test(expr: ast.expr) -> bool:
+    """True only when there is one process (`world_size == 1`, `get_world_size() < 2`)."""
+    return isinstance(expr, ast.Compare) and _not_distributed(expr)
+
+
+def is_job_wide_test(expr: ast.expr) -> bool:
+    """A test of how the whole job runs (`ddp`, `args.distributed`, `dist.is_initialized()`,
+    `world_size > 1`): whatever its value, every rank of one job gets the same."""
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.Not):
+        return is_job_wide_test(expr.operand)
+    return _distributed(expr) or _not_distributed(expr)

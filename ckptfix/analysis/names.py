@@ -106,8 +106,15 @@ class Names:
                 aliases[name] = None
             else:
                 aliases[name] = target
+        # A name also bound another way (a parameter, a nested def, a loop target) is not an alias:
+        # `save_function(...)` may call what the caller passed or the local def.
+        other_bindings = {node.arg for node in of_type(ast.arg)} | {node.name for node in tree.functions}
+        loops: list[ast.For | ast.comprehension] = [*of_type(ast.For), *of_type(ast.comprehension)]
+        other_bindings |= {
+            node.id for loop in loops for node in ast.walk(loop.target) if isinstance(node, ast.Name)
+        }
         for name, target in aliases.items():
-            if target is not None and name not in self.imports:
+            if target is not None and name not in self.imports and name not in other_bindings:
                 self.imports[name] = target
         for name in self._conflicting:
             self.imports.pop(name, None)

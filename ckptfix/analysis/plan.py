@@ -39,6 +39,9 @@ class WrapGuard:
     test: str | None  # template of the guard's condition; None: already guarded, only the try/except
     handler: str  # template of the except body; `__path__` stands for the destination
     symbols: frozenset[str]
+    # Re-raise after reporting: no barrier follows on every path to carry the failure to the other
+    # ranks, so swallowing it would let the job (or a one-shot script) go on without its checkpoint.
+    reraise: bool = False
 
 
 @dataclass(frozen=True)

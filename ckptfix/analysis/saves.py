@@ -21,7 +21,9 @@ class Save:
     target: str  # canonical name, "save_pretrained", or the user-configured name
     obj: ArgRef | None
     dest: ArgRef | None
-    per_rank: bool  # the destination names the rank, or is a private temp file: one writer per rank
+    # The destination names the rank, is a private temp file, or is read back by the code that wrote it
+    # (a cache, an offload): one writer per rank, not a checkpoint.
+    per_rank: bool
     in_memory: bool  # the destination is an io.BytesIO: not a checkpoint
     handle_with: ast.With | None  # `with open(p, "wb") as f: torch.save(x, f)`: the with that opens f
 
@@ -72,6 +74,8 @@ class SaveFinder:
         # another module's save_on_master).
         self._delegated = catalog.DELEGATED_MAIN_SAVES - {f.name for f in tree.functions}
         self._spelled = {catalog.HF_SAVE_PRETRAINED, *self.extra_last, *self._delegated}
+        self._scope_values: dict[int, dict[str, list[ast.expr]]] = {}
+        self._loads: dict[int, list[tuple[str, int]]] = {}
 
     def target_of(self, call: ast.Call) -> str | None:
         func = call.func
@@ -97,29 +101,40 @@ class SaveFinder:
         return None
 
     def find(self) -> list[Save]:
-        saves: list[Save] = []
-        for node in self.tree.calls:
-            target = self.target_of(node)
-            if target is None or self._in_torchscript(node):
-                continue  # TorchScript compiles its own subset of Python: never rewrite it
-            obj: ArgRef | None
-            obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
-            if target == catalog.HF_SAVE_PRETRAINED:
-                obj, dest = None, (0, "save_directory")
-            dest_expr = argument(node, dest)
-            saves.append(
-                Save(
-                    call=node,
-                    target=target,
-                    obj=obj,
-                    dest=dest,
-                    per_rank=dest_expr is not None
-                    and (self._mentions_rank(dest_expr, node) or self._temporary(dest_expr, node)),
-                    in_memory=dest_expr is not None and self._in_memory(dest_expr, node),
-                    handle_with=self._handle_with(dest_expr, node) if dest_expr is not None else None,
-                )
-            )
-        return saves
+        return [save for node in self.tree.calls if (save := self.save(node)) is not None]
+
+    def save(self, node: ast.Call) -> Save | None:
+        """The save a call makes, if it is one."""
+        target = self.target_of(node)
+        if target is None or self._in_torchscript(node):
+            return None  # TorchScript compiles its own subset of Python: never rewrite it
+        obj: ArgRef | None
+        obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
+        if target == catalog.HF_SAVE_PRETRAINED:
+            obj, dest = None, (0, "save_directory")
+        dest_expr = argument(node, dest)
+        handle = self._handle_with(dest_expr, node) if dest_expr is not None else None
+        # `with open(path_of(rank), "wb") as f: torch.save(x, f)`: the path is the open's.
+        opened = (
+            next((i.context_expr for i in handle.items if isinstance(i.context_expr, ast.Call)), None)
+            if handle is not None
+            else None
+        )
+        return Save(
+            call=node,
+            target=target,
+            obj=obj,
+            dest=dest,
+            per_rank=dest_expr is not None
+            and (
+                self._mentions_rank(dest_expr, node)
+                or self._temporary(dest_expr, node)
+                or (opened is not None and self._mentions_rank(opened, node))
+                or self._read_back(dest_expr, node)
+            ),
+            in_memory=dest_expr is not None and self._in_memory(dest_expr, node),
+            handle_with=handle,
+        )
 
     def _in_torchscript(self, node: ast.AST) -> bool:
         function = self.tree.function(node)
@@ -132,37 +147,41 @@ class SaveFinder:
 
     # --- destination checks ----------------------------------------------------------------------------
     def _assigned_values(self, name: str, at: ast.AST) -> list[ast.expr]:
-        """Values assigned to `name` in the scope that runs `at` (function body or module)."""
+        """Values assigned to `name` in the scope that runs `at` (function body or module); one walk
+        of each scope answers every name."""
         scope: ast.AST = self.tree.function(at) or self.tree.module
-        values: list[ast.expr] = []
-        for node in walk_local(scope):
-            if isinstance(node, ast.Assign):
-                if any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-                    values.append(node.value)
-            elif (
-                isinstance(node, ast.AnnAssign | ast.NamedExpr)
-                and isinstance(node.target, ast.Name)
-                and node.target.id == name
-                and node.value is not None
-            ):
-                values.append(node.value)
-        return values
+        values = self._scope_values.get(id(scope))
+        if values is None:
+            values = self._scope_values[id(scope)] = {}
+            for node in walk_local(scope):
+                if isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name):
+                            values.setdefault(target.id, []).append(node.value)
+                elif (
+                    isinstance(node, ast.AnnAssign | ast.NamedExpr)
+                    and isinstance(node.target, ast.Name)
+                    and node.value is not None
+                ):
+                    values.setdefault(node.target.id, []).append(node.value)
+        return values.get(name, [])
 
     def _mentions_rank(self, expr: ast.expr, at: ast.AST, depth: int = 0) -> bool:
         for node in ast.walk(expr):
             name = last_name(node) if isinstance(node, ast.Name | ast.Attribute | ast.Call) else None
-            if name is not None and _is_rank_name(name):
+            if name is not None and is_rank_name(name):
                 return True
             if (
-                depth < 2
+                depth < 3
                 and isinstance(node, ast.Name)
                 and any(self._mentions_rank(v, at, depth + 1) for v in self._assigned_values(node.id, at))
             ):
                 return True
         return False
 
-    def _temporary(self, expr: ast.expr, at: ast.AST) -> bool:
-        """The destination comes from `tempfile` (a scratch file private to this process)."""
+    def _temporary(self, expr: ast.expr, at: ast.AST, depth: int = 0) -> bool:
+        """The destination comes from `tempfile` (a scratch file private to this process), directly or
+        through names built from it (`model_dir = Path(tmp_dir) / "model"`)."""
         for node in ast.walk(expr):
             if isinstance(node, ast.Call) and _is_temp_factory(node, self.names):
                 return True
@@ -175,13 +194,46 @@ class SaveFinder:
                         if (
                             isinstance(bound, ast.Name)
                             and bound.id == node.id
-                            and self._temporary(item.context_expr, at)
+                            and self._temporary(item.context_expr, at, depth + 1)
                         ):
                             return True
             for value in self._assigned_values(node.id, at):
                 if isinstance(value, ast.Call) and _is_temp_factory(value, self.names):
                     return True
+                if depth < 2 and self._temporary(value, at, depth + 1):
+                    return True
         return False
+
+    def _read_back(self, expr: ast.expr, at: ast.AST) -> bool:
+        """The same path is loaded again by the code that writes it: in its function, or for a path
+        kept on `self`, in its class (`offload()` writes `self.path`, `onload()` reads it back). A file
+        a process writes for itself (an offload, a cache) is not a checkpoint others wait for."""
+        text = ast.unparse(expr)
+        function = self.tree.function(at)
+        if function is None:
+            return False
+        # In its class only for a method that is no checkpoint's (`save_checkpoint` writing `self.path`
+        # that `resume` reads is a checkpoint); in its function only after the write (a resume reads
+        # before training writes).
+        writer = function.name.lower()
+        in_class = text.startswith("self.") and not any(w in writer for w in ("save", "checkpoint", "ckpt"))
+        owner = next((a for a in self.tree.ancestors(at) if isinstance(a, ast.ClassDef)), None)
+        scope: ast.AST = owner if in_class and owner is not None else function
+        return any(
+            loaded == text and (scope is not function or line > at.lineno)  # type: ignore[attr-defined]
+            for loaded, line in self._loads_in(scope)
+        )
+
+    def _loads_in(self, scope: ast.AST) -> list[tuple[str, int]]:
+        """The paths a scope loads (`torch.load(p)`, `load_file(p)`), by text, with their line."""
+        found = self._loads.get(id(scope))
+        if found is None:
+            found = self._loads[id(scope)] = [
+                (ast.unparse(node.args[0]), node.lineno)
+                for node in ast.walk(scope)
+                if isinstance(node, ast.Call) and last_name(node.func) in _LOADS and node.args
+            ]
+        return found
 
     def _in_memory(self, expr: ast.expr, at: ast.AST) -> bool:
         if isinstance(expr, ast.Call):
@@ -206,6 +258,10 @@ class SaveFinder:
         return None
 
 
+# Calls that read a file back (torch.load, safetensors load_file / safe_open, numpy load).
+_LOADS = frozenset({"load", "load_file", "safe_open", "load_state_dict_from_file"})
+
+
 def _is_temp_factory(call: ast.Call, names: Names) -> bool:
     """tempfile.* and look-alikes (`TemporaryFileName()`, `make_temp_dir()`)."""
     if (names.resolve(call.func) or "").startswith("tempfile."):
@@ -213,7 +269,7 @@ def _is_temp_factory(call: ast.Call, names: Names) -> bool:
     return "temp" in (last_name(call.func) or "").lower()
 
 
-def _is_rank_name(name: str) -> bool:
+def is_rank_name(name: str) -> bool:
     lowered = name.lower()
     if lowered in {"get_rank", "get_local_rank", "gpu", "gpu_id", "process_index", "local_process_index"}:
         return True

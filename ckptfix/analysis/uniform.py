@@ -30,7 +30,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 
-from ckptfix.analysis.guards import GuardRecognizer
+from ckptfix.analysis.guards import GuardRecognizer, is_job_wide_test
 from ckptfix.analysis.names import dotted
 from ckptfix.analysis.tree import FunctionNode, Tree, exits, walk_local
 
@@ -103,6 +103,8 @@ class RankUniform:
         """The branch on `test` is taken by every rank or by none."""
         if self.guards.classify(test) is not None or self.guards.classify_negated(test) is not None:
             return False
+        if is_job_wide_test(test):
+            return True  # `dist.is_initialized()`, `world_size > 1`, `ddp`: one answer for the whole job
         return self._expr(test, self._scope(test))
 
     def _reached_alike(self, stmt: ast.stmt) -> bool:
@@ -152,8 +154,12 @@ class RankUniform:
         block, index = self.tree.block_of(stmt)
         return all(self._exits_alike(previous) for previous in block[:max(index, 0)])
 
-    def _exits_alike(self, stmt: ast.stmt) -> bool:
+    def _exits_alike(self, stmt: ast.stmt, failures: bool = True) -> bool:
+        """No exit from `stmt` depends on a condition ranks may disagree on. `failures=False`: a
+        `raise` does not count (a rank that raises fails the job; the others' barriers time out)."""
         for node in exits(stmt):
+            if not failures and isinstance(node, ast.Raise):
+                continue
             current: ast.AST = node
             while current is not stmt:
                 owner = self.tree.parent.get(id(current))
@@ -198,6 +204,8 @@ class RankUniform:
         return False
 
     def _name(self, name: str, scope: Scope) -> bool:
+        if name == "__name__":
+            return True  # `if __name__ == "__main__":` is taken alike by every rank
         if name in self._written_elsewhere:
             return False
         bindings = self._bindings_of(scope).get(name)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PROBE = """
 import sys
 from ckptfix.api import check_source, fix_source
-source = "import torch\\nimport torch.distributed as dist\\ndef f(m, p):\\n    torch.save(m, p)\\n"
+source = "import torch\\nimport torch.distributed as dist\\ndef f(m):\\n    torch.save(m, 'c.pt')\\n"
 assert check_source(source)
 print("torch" in sys.modules, "libcst" in sys.modules)
 assert fix_source(source).new_source

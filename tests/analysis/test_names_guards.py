@@ -86,7 +86,9 @@ def _negated(expr: str) -> Kind | None:
         ("accelerator.is_local_main_process", Kind.LOCAL),
         ("mpu.get_data_parallel_rank() == 0", Kind.SHARD),
         ("dp_rank == 0", Kind.SHARD),
-        ("rank == 1", None),
+        ("rank == 1", Kind.SHARD),  # one writer, not rank 0: deliberate (a rank-0 guard in it writes nothing)
+        ("rank == world_size - 1", Kind.SHARD),
+        ("is_last_rank()", Kind.SHARD),
         ("rank != 0", None),
         ("not is_rank_zero", None),
         ("rank == 0 or force", None),
@@ -188,8 +190,10 @@ def test_objects_built_on_the_main_process_only_are_guards(train: str) -> None:
     assert "CKP001" not in codes(source)
     after = rewrite(source)
     assert "is_main_process" not in after  # never a second guard
-    # One barrier every rank reaches (none where the early exit leaves no such place: CKP002 says so).
-    assert after.count("checkpoint_barrier(timeout=120)") == (0 if "return" in train else 1)
+    # One barrier every rank reaches: after the early exit's function returns, where it has one.
+    assert after.count("checkpoint_barrier(timeout=120)") == 1
+    if "return" in train:
+        assert "    train(*ARGS)\n    checkpoint_barrier(timeout=120)\n" in after
 
 
 def test_an_object_also_built_on_every_rank_is_not_a_guard() -> None:

@@ -27,7 +27,7 @@ def _entries(directory: Path) -> list[Path]:
 def _plant(directory: Path, message: str) -> None:
     """Replace every entry by one finding with `message`: only a run that reads the cache prints it."""
     for entry in _entries(directory):
-        entry.write_text(json.dumps([[1, 1, "CKP001", message, False]]))
+        entry.write_text(json.dumps([[1, 1, "CKP001", message, False, False]]))
 
 
 def test_second_run_gives_the_same_output_from_the_cache(tree: Path) -> None:
@@ -108,6 +108,7 @@ def test_every_option_is_part_of_the_key() -> None:
         "extra_save_functions": ("a.b",),
         "extra_main_predicates": ("c.d",),
         "rewrite_local_rank_guards": True,
+        "unsafe_fixes": True,
     }
     assert set(changed) == {f.name for f in dataclasses.fields(Options)}, "a new option: add it here"
     keys = {cache.options_key(dataclasses.replace(base, **{name: value})) for name, value in changed.items()}

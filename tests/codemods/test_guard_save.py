@@ -18,7 +18,8 @@ def test_plain_save_is_guarded_exactly() -> None:
             # write it
             torch.save(model, path)  # trailing
             return path
-        """
+        """,
+        entry=False,
     )
     assert rewrite(before, **ONLY_001) == (
         "import torch\n"
@@ -31,6 +32,7 @@ def test_plain_save_is_guarded_exactly() -> None:
         "            torch.save(model, path)  # trailing\n"
         "        except Exception as exc:\n"
         "            report_save_failure(path, exc)\n"
+        "            raise\n"  # no barrier is placed (CKP002 is off) to carry the failure: re-raised
         "    return path\n"
     )
 
@@ -305,12 +307,15 @@ def test_non_ascii_before_call_on_same_line() -> None:
 
 
 def test_utf8_bom_is_kept() -> None:
-    before = "\ufeff" + src("def f(m, p):\n    torch.save(m, p)\n")
+    before = "\ufeff" + src("def f(m):\n    torch.save(m, 'c.pt')\n")
     result = fix_source(before, options=Options(select=frozenset({"CKP001"})))
     assert result.new_source is not None and result.new_source.startswith("\ufeffimport torch\n")
 
 
-def test_hf_save_pretrained_gets_is_main_process_keyword() -> None:
+def test_hf_save_pretrained_is_guarded_as_an_unsafe_fix() -> None:
+    # transformers and diffusers gate only the config and the cleanup with `is_main_process=`: every rank
+    # still writes the weights, so the write is guarded; that assumes the model is not sharded (FSDP and
+    # ZeRO-3 gather inside save_pretrained), hence an unsafe fix.
     before = src(
         """
         def f(model, tokenizer, out):
@@ -320,12 +325,20 @@ def test_hf_save_pretrained_gets_is_main_process_keyword() -> None:
             )
             tokenizer.save_pretrained(out)
             model.save_pretrained(out, is_main_process=accelerator.is_main_process)
+            model.save_pretrained(
+                out, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+            )
         """
     )
+    found = [f for f in check_source(before, options=Options(**ONLY_001)) if f.code == "CKP001"]
+    held_back = [(4, False, True), (8, False, True), (9, False, True)]
+    assert [(f.line, f.fixable, f.unsafe) for f in found] == held_back
+    assert "save_pretrained gathers a sharded model's state" in found[0].message
+    assert rewrite(before, **ONLY_001, unsafe_fixes=False) == before
     after = rewrite(before, **ONLY_001)
-    assert "        safe_serialization=True,\n        is_main_process=is_main_process(),\n    )\n" in after
-    assert "tokenizer.save_pretrained" in guarded_calls(after)
-    assert after.count("is_main_process=") == 2
+    assert "is_main_process=is_main_process()" not in after
+    assert {"model.save_pretrained", "tokenizer.save_pretrained"} <= guarded_calls(after)
+    assert after.count("if is_main_process():") == 3  # not the one whose save_function is accelerate's
 
 
 def test_local_rank_guard_is_reported_not_rewritten() -> None:
@@ -384,14 +397,48 @@ def test_single_process_module_has_no_findings_unless_assumed() -> None:
     "header",
     [
         "from torch.nn.parallel import DistributedDataParallel as DDP\n",
-        "import accelerate\n",
+        "import accelerate\nacc = accelerate.Accelerator()\n",
+        "from accelerate import Accelerator\n",
+        "import lightning as L\nfabric = L.Fabric(devices=2)\n",
         "import deepspeed\n",
         "import os\nRANK = int(os.environ['RANK'])\n",
         "import torch\nx = torch.distributed.get_world_size()\n",
+        # DCP's save and load are collectives when a process group exists
+        "import torch.distributed.checkpoint as dcp\ndcp.save({}, checkpoint_id='c')\n",
+        "from torch.distributed.checkpoint.state_dict import get_model_state_dict\n",
     ],
 )
 def test_distributed_markers(header: str) -> None:
     assert "CKP001" in codes(header + "import torch\ndef f(m, p):\n    torch.save(m, p)\n")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # a weight converter borrows accelerate's meta-device loading: one process
+        "from accelerate import init_empty_weights\n",
+        "import accelerate\n",
+        # `lightning_utilities` is not `lightning`
+        "from lightning_utilities.core.imports import RequirementCache\n",
+        "import lightning as L\nfabric = L.Fabric(devices=1, accelerator='cpu')\n",
+        # a JAX script's argparse boilerplate reads LOCAL_RANK; no torch, no torch process group
+        "import os\nimport jax\nLOCAL_RANK = int(os.environ.get('LOCAL_RANK', -1))\n",
+        # the script stops when launched on several processes
+        "import torch.distributed as dist\nassert dist.get_world_size() == 1\n",
+        # offline converters read and write DCP checkpoints in one process (review shape 51)
+        "import torch.distributed.checkpoint as dcp\n"
+        "from torch.distributed.checkpoint.format_utils import dcp_to_torch_save\n",
+        "from torch.distributed.checkpoint import FileSystemReader\n"
+        "from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys\n"
+        "r = FileSystemReader('ckpt')\n",
+        "import torch\nx = torch.distributed.checkpoint.format_utils.dcp_to_torch_save('a', 'b')\n",
+        # XLA SPMD: one process per host, no torch.distributed process group (shape 50)
+        "import torch_xla.runtime as xr\nimport torch_xla.core.xla_model as xm\nxr.use_spmd()\n",
+    ],
+)
+def test_not_distributed(header: str) -> None:
+    body = "import torch\ndef f(model, p):\n    torch.save(model, p)\n    model.save_pretrained(p)\n"
+    assert codes(header + body) == []
 
 
 def test_extra_save_functions_and_predicates() -> None:
@@ -417,7 +464,7 @@ def test_file_handle_write_guards_the_with() -> None:
 
 def test_fix_source_reports_original_findings_with_fixed_flags() -> None:
     before = src("def f(m, p):\n    torch.save(m, p); x = 1\n    torch.save(m, p)\n")
-    result = fix_source(before, options=Options(select=frozenset({"CKP001"})))
+    result = fix_source(before, options=Options(select=frozenset({"CKP001"}), unsafe_fixes=True))
     assert [(f.line, f.fixable) for f in result.findings] == [(4, False), (5, True)]
 
 
@@ -429,6 +476,7 @@ def test_one_line_bodies_become_blocks() -> None:
         "    if epoch % 5 == 0: torch.save(m, p)  # every 5\n"
         "    else: print('skip')\n"
         "    for q in (p,): torch.save(m, q)\n"
+        "f(None, 'c.pt', 0)\n"
     )
     after = rewrite(before)
     assert after == (
@@ -456,6 +504,7 @@ def test_one_line_bodies_become_blocks() -> None:
         "            except Exception as exc:\n"
         "                report_save_failure(q, exc)\n"
         "        checkpoint_barrier(timeout=120)\n"
+        "f(None, 'c.pt', 0)\n"
     )
 
 
@@ -505,7 +554,8 @@ def test_an_already_guarded_write_gains_only_the_try_except() -> None:
         """
     )
     assert (5, "CKP008", True) in findings(before)
-    after = rewrite(before, select=frozenset({"CKP008"}))
+    with_barrier = frozenset({"CKP008", "CKP002"})
+    after = rewrite(before, select=with_barrier)
     assert (
         "    if step % 10 == 0 and master_process:\n"
         "        try:\n"
@@ -515,8 +565,17 @@ def test_an_already_guarded_write_gains_only_the_try_except() -> None:
         '            report_save_failure("c.pt", exc)\n'
     ) in after
     assert "is_main_process" not in after  # never a second guard
-    inline = rewrite(before, select=frozenset({"CKP008"}), style="inline")
+    inline = rewrite(before, select=with_barrier, style="inline")
     assert "        except Exception:\n            logging.getLogger(__name__).exception(" in inline
+
+
+def test_a_guarded_write_no_barrier_follows_is_reported_not_wrapped() -> None:
+    # Reporting the failure needs a barrier after it to tell the other ranks; without one (CKP002 off,
+    # or no place for it) a try/except of ours could only re-raise: noise, so the finding stays.
+    before = src("def train(model, is_master):\n    if is_master:\n        torch.save(model, 'c.pt')\n")
+    [found] = [f for f in check_source(before, options=Options(select=frozenset({"CKP008"})))]
+    assert not found.fixable and "would be swallowed: no barrier follows it" in found.message
+    assert rewrite(before, select=frozenset({"CKP008"})) == before
 
 
 @pytest.mark.parametrize(

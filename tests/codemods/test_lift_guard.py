@@ -141,9 +141,9 @@ def test_zero_state_read_again_after_the_write_keeps_the_finding_report_only() -
                 save_checkpoint(optimizer, "c.pt")
         """
     )
-    # `check` judges from the analysis alone (no libcst): the guard can be lifted. `apply` looks again
-    # with the guard lifted, sees a write it could not guard, and leaves the finding, saying why.
-    assert [f for f in findings(before) if f[1] == "CKP006"] == [(4, "CKP006", True)]
+    # With the guard lifted the write could not be guarded: `check` and `apply` both see it (check
+    # applies the plan to the `ast` and runs the rules again, without libcst) and leave the finding.
+    assert [f for f in findings(before) if f[1] == "CKP006"] == [(4, "CKP006", False)]
     result = fix_source(before)
     assert result.new_source is not None and "if rank == 0:\n        save_checkpoint" in result.new_source
     [kept] = [f for f in result.findings if f.code == "CKP006"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from ckptfix.analysis.collectives import collective_name
+from ckptfix.analysis import catalog
 from ckptfix.analysis.guards import Guard, Kind
 from ckptfix.analysis.names import dotted
 from ckptfix.analysis.plan import Edit, SplitGuard
@@ -45,12 +45,42 @@ class CollectiveRules(RuleContext):
         guard = self.guards.local_guard(self.tree, node, stop=loop)
         if guard is None or guard.kind == Kind.SHARD or not self._syncs_every_rank(loop):
             return
+        if flag is not None and self._broadcast_after(flag, node, loop):
+            return  # rank 0 tells the others (`broadcast_object_list([stop], src=0)`): they agree
         self._issue(
             "CKP006",
             node,
             f"{what} is set under the main-process guard at line {getattr(guard.node, 'lineno', '?')}: the "
             "loop ends on the main process only and the other ranks wait in its collectives forever",
         )
+
+    def _broadcast_after(self, flag: str, node: ast.AST, loop: ast.AST) -> bool:
+        """The flag goes through a broadcast after its assignment in the loop (`flag = [stop];
+        dist.broadcast_object_list(flag, src=0); stop = flag[0]`, `stop = broadcast(stop)`): every
+        rank then ends the loop on rank 0's value."""
+        start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
+        assigns = [a for a in walk_local(loop) if isinstance(a, ast.Assign)]
+        def spelled(node: ast.AST) -> set[str]:
+            return {name for n in ast.walk(node) if isinstance(n, ast.expr) and (name := dotted(n))}
+
+        related = {flag}
+        for _ in range(3):  # names the flag flows into, and names it is read back from
+            for assign in assigns:
+                targets = set().union(*(spelled(t) for t in assign.targets))
+                values = spelled(assign.value)
+                if values & related:
+                    related |= targets
+                if targets & related:
+                    related |= values
+        for call in walk_local(loop):
+            if not isinstance(call, ast.Call) or (call.lineno, call.col_offset) <= start:
+                continue
+            name = self._collective(call) or (dotted(call.func) or "")
+            if "broadcast" not in name.rsplit(".", 1)[-1]:
+                continue
+            if spelled(call) & related:
+                return True
+        return False
 
     def _loop_flags(self) -> tuple[dict[int, set[str]], set[str]]:
         """Names that end each loop (by id), and all of them: those in its `while` condition, or in
@@ -86,20 +116,20 @@ class CollectiveRules(RuleContext):
         other = guard.orelse if in_body else guard.body
         return any(
             isinstance(node, ast.Call)
-            and collective_name(node, self.names, self.module_functions) is not None
+            and self._collective(node) is not None
             for stmt in other
             for node in ast.walk(stmt)
         )
 
     def _check_collective(self, call: ast.Call) -> None:
-        name = collective_name(call, self.names, self.module_functions)
+        name = self._collective(call)
         if name is None:
             return
         guard = self.graph.guard(call)
         if guard is None or guard.kind == Kind.SHARD:
             return
         local = self.guards.local_guard(self.tree, call)
-        if local is not None and self._other_branch_joins(local.node, call):
+        if local is not None and (self._other_branch_joins(local.node, call) or self._balanced(call)):
             return
         if local is not None:
             where = f"under the main-process guard at line {getattr(local.node, 'lineno', '?')}"
@@ -112,13 +142,37 @@ class CollectiveRules(RuleContext):
         else:
             how = ""
             edits = list(lifted)
+        short = name.rsplit(".", 1)[-1]
+        by_name = name not in catalog.COLLECTIVES and short not in catalog.TORCH_COLLECTIVE_METHODS
+        if by_name:  # accelerate's save_state, DeepSpeed's save_checkpoint: collectives when sharded
+            effect = (
+                f"`{short}` is taken for a collective by its name: it is one where the framework shards "
+                "the state (DeepSpeed, FSDP), and then the other ranks never join it and the job hangs; "
+                "under plain DDP it may write alone"
+            )
+        else:
+            effect = (
+                "the other ranks never join it, so the job hangs or the lone collective is matched with "
+                "another one of theirs (a crash, or wrong results)"
+            )
         self._issue(
             "CKP006",
             call,
-            f"collective `{name}` {where}: the other ranks never join it, so the job hangs or the lone "
-            f"collective is matched with another one of theirs (a crash, or wrong results){how}",
+            f"collective `{name}` {where}: {effect}{how}",
             edits,
+            unsafe=f"`{short}` is taken for a collective by its name" if by_name and edits else None,
         )
+
+    def _balanced(self, call: ast.Call) -> bool:
+        """Every rank meets as many barriers and collectives, in the same order, in the function that
+        holds the guarded one: "rank 0 goes first" (`if rank != 0: barrier()` ... `if rank == 0:
+        barrier()`) pairs a guarded barrier with the others' own. Asked of the validator's traces."""
+        from ckptfix.validation.validator import Program, mismatch  # the validator reads the rules
+
+        scope = self.tree.function(call) or self.tree.module
+        if self._program is None:
+            self._program = Program(self.tree.source, self.tree.module, self.options, self)
+        return mismatch(self._program, scope) is None
 
     def _guarded_chain(self, node: ast.AST) -> str:
         """ "in `h1` <- `h2`, which only the main process runs (called at line 40 under the guard at
@@ -222,7 +276,7 @@ class CollectiveRules(RuleContext):
 
     def _reaches_collective(self, stmt: ast.stmt) -> bool:
         def direct(call: ast.Call) -> bool:
-            return collective_name(call, self.names, self.module_functions) is not None
+            return self._collective(call) is not None
 
         for node in [stmt, *walk_local(stmt)]:
             if isinstance(node, ast.Call) and (

@@ -5,15 +5,20 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
+from ckptfix.analysis import catalog
 from ckptfix.analysis.callgraph import CallGraph
 from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import GuardRecognizer
-from ckptfix.analysis.names import Names, last_name
+from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.plan import Edit, Key
 from ckptfix.analysis.tree import LOOPS, Tree, exits, walk_local
 from ckptfix.analysis.uniform import RankUniform
 from ckptfix.options import Options
+
+if TYPE_CHECKING:
+    from ckptfix.validation.validator import Program
 
 LOG_CALLS = frozenset({"print", "info", "debug", "warning", "warn", "log", "write", "exception", "error"})
 
@@ -28,6 +33,9 @@ class Issue:
     message: str
     edits: list[Edit] = field(default_factory=list)
     lines: tuple[int, int] = (0, 0)
+    # The assumption the fix rests on, when the analysis cannot prove it (ruff's unsafe fixes): the
+    # fix is written only with --unsafe-fixes.
+    unsafe: str | None = None
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -47,6 +55,7 @@ class RuleContext:
         self.guards.learn_main_only_objects(tree)
         self.guards.learn_main_flags(tree)
         self.guards.learn_guard_names(tree)
+        self.guards.learn_mode_parameters(tree)
         self.graph = CallGraph(tree, self.guards)
         self.module_functions = {f.name for f in self.graph.functions}
         self.issues: list[Issue] = []
@@ -57,16 +66,24 @@ class RuleContext:
         self._syncs: dict[int, bool] = {}
         self._reserved: dict[int, set[str]] = {}
         self._constants = _numeric_constants(tree.module)
+        self._program: Program | None = None  # the validator's view of the module, built when needed
 
     @cached_property
     def uniform(self) -> RankUniform:
         """Which branch tests every rank evaluates alike (built only when a barrier is placed)."""
         return RankUniform(self.tree, self.guards, self._syncs_every_rank)
 
-    def _issue(self, code: str, node: ast.AST, message: str, edits: list[Edit] | None = None) -> None:
+    def _issue(
+        self,
+        code: str,
+        node: ast.AST,
+        message: str,
+        edits: list[Edit] | None = None,
+        unsafe: str | None = None,
+    ) -> None:
         if code not in self.options.select:
             return
-        self.issues.append(Issue(code, node, message, edits or [], self._suppression_lines(node)))
+        self.issues.append(Issue(code, node, message, edits or [], self._suppression_lines(node), unsafe))
 
     def _suppression_lines(self, node: ast.AST) -> tuple[int, int]:
         stmt = self.tree.statement(node)
@@ -114,16 +131,33 @@ class RuleContext:
         reserved.add(candidate)
         return candidate
 
-    def _is_sync(self, call: ast.Call) -> bool:
-        """A barrier every rank reaches (directly or through a module helper), not one under a guard."""
+    def _collective(self, call: ast.Call) -> str | None:
+        """The collective a call makes; never a method of an object that exists on the main process
+        only (`saver.save_checkpoint()` on `saver = Saver() if rank == 0 else None`), whatever its
+        name: the other ranks have no such object to call it on."""
+        if (
+            isinstance(call.func, ast.Attribute)
+            and self.guards.main_only
+            and (dotted(call.func.value) or "") in self.guards.main_only
+        ):
+            return None
+        return collective_name(call, self.names, self.module_functions)
+
+    def _is_sync(self, call: ast.Call, carrier: bool = False) -> bool:
+        """A barrier every rank reaches (directly or through a module helper), not one under a guard.
+        `carrier`: one that also carries a reported save failure to every rank (the runtime's; in the
+        inline style, which has no such report, any barrier)."""
         if self.guards.local_guard(self.tree, call) is not None:
             return False
-        if is_barrier_call(call, self.names):
+
+        def direct(node: ast.Call) -> bool:
+            if carrier and self.runtime:
+                return self.names.resolve(node.func) in catalog.RUNTIME_BARRIERS
+            return is_barrier_call(node, self.names)
+
+        if direct(call):
             return True
-        return any(
-            self.graph.reaches(callee, lambda c: is_barrier_call(c, self.names)) is not None
-            for callee in self.graph.targets(call)
-        )
+        return any(self.graph.reaches(callee, direct) is not None for callee in self.graph.targets(call))
 
     def _syncs_every_rank(self, loop: ast.AST) -> bool:
         """The loop makes collectives (directly, through helpers, or DDP's backward)."""
@@ -132,7 +166,7 @@ class RuleContext:
             return (
                 last_name(call.func) == "backward"
                 or is_barrier_call(call, self.names)
-                or collective_name(call, self.names, self.module_functions) is not None
+                or self._collective(call) is not None
             )
 
         if id(loop) not in self._syncs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 from ckptfix.analysis import catalog
 from ckptfix.analysis.names import dotted, last_name
@@ -19,7 +20,8 @@ _SYNC_CALLS = frozenset(
 
 
 class FinalSyncRules(BarrierPlacement):
-    """The end of training: destroy_process_group() or the training function's last statement."""
+    """The end of training: destroy_process_group() (or accelerate's end_training(), which calls it) or
+    the training function's last statement."""
 
     def _check_final_sync(self, has_checkpoints: bool) -> None:
         destroys: list[ast.Call] = []
@@ -34,6 +36,10 @@ class FinalSyncRules(BarrierPlacement):
                 runtime_barriers = True
             elif resolved == catalog.INIT_PROCESS_GROUP:
                 self._check_init(node)
+        # accelerate's Accelerator.end_training() destroys the process group too.
+        destroys += [
+            c for c in self.tree.calls if isinstance(c.func, ast.Attribute) and c.func.attr == "end_training"
+        ]
         if runtime_barriers:
             for key, call in self._init_missing:
                 self._issue(
@@ -50,25 +56,44 @@ class FinalSyncRules(BarrierPlacement):
             if self.graph.guard(call) is not None or self._sync_before(stmt, 0):
                 continue
             fixable = isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)
+            busy = self._work_before_the_end(self.tree.function(call) or self.tree.module, stmt, before=True)
             self._issue(
                 "CKP004",
                 call,
                 "the process group is destroyed with no final sync: ranks still writing or waiting are torn "
-                "down (the last checkpoint may be cut short)",
-                [Insert(self.key(stmt), False, template, symbols)] if fixable else [],
+                "down (the last checkpoint may be cut short)" + _busy(busy, self.tree.text),
+                [Insert(self.key(stmt), False, template, symbols)] if fixable and busy is None else [],
             )
         if destroys:
             return
         for function in self._training_functions():
             last = function.body[-1]
             edit = Insert(self.key(last), not isinstance(last, ast.Return), template, symbols)
+            busy = self._work_before_the_end(function, last, before=isinstance(last, ast.Return))
             self._issue(
                 "CKP004",
                 function,
                 f"training function `{function.name}` ends with no final sync: ranks leave while the main "
-                "process may still be writing the last checkpoint",
-                [edit] if self.tree.alone_on_line(last) else [],
+                "process may still be writing the last checkpoint" + _busy(busy, self.tree.text),
+                [edit] if self.tree.alone_on_line(last) and busy is None else [],
             )
+
+    def _work_before_the_end(self, scope: ast.AST, end: ast.stmt, before: bool) -> ast.Call | None:
+        """Main-process work after the last write of `scope` and before the final sync would go (before
+        or after `end`): the final sync would make every rank wait for it."""
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+        limit = (end.lineno, end.col_offset) if before else (end.end_lineno or end.lineno, 1 << 30)
+        writes = [
+            c
+            for c in walk_local(scope)
+            if isinstance(c, ast.Call)
+            and (c.lineno, c.col_offset) < limit
+            and (finder.target_of(c) is not None or self.graph.reaches_save(c, finder))
+        ]
+        if not writes:
+            return None
+        last = max(writes, key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0))
+        return self._main_work_between(scope, (last.end_lineno or 0, last.end_col_offset or 0), limit)
 
     def _check_init(self, call: ast.Call) -> None:
         stmt = self.tree.statement(call)
@@ -135,10 +160,35 @@ class FinalSyncRules(BarrierPlacement):
             for node in [stmt, *walk_local(stmt)]:
                 if isinstance(node, ast.Call) and self._is_sync(node):
                     return True
+        if last_loop >= 0 and self._loop_ends_in_sync(
+            function.body[last_loop], function.body[last_loop + 1 :]
+        ):
+            return True
         sites = self.graph.sites[id(function)]
         return bool(sites) and all(
             isinstance(site, ast.Call) and self._barrier_follows(self._anchor_statement(site), site)
             for site in sites
+        )
+
+    def _loop_ends_in_sync(self, loop: ast.stmt, after: list[ast.stmt]) -> bool:
+        """Every iteration of the training loop ends in a barrier every rank reaches (`for epoch ...:
+        save(); accelerator.wait_for_everyone()`), nothing leaves an iteration before it, and nothing
+        after the loop writes: the last checkpoint is already waited for."""
+        if not isinstance(loop, LOOPS) or loop.orelse or not loop.body:
+            return False
+        last = loop.body[-1]
+        if not (
+            isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and self._is_sync(last.value)
+        ):
+            return False
+        if any(isinstance(n, ast.Break | ast.Continue | ast.Return) for n in walk_local(loop)):
+            return False  # an iteration that may leave before the barrier (nested loops' too: simpler)
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+        return not any(
+            isinstance(c, ast.Call)
+            and (finder.target_of(c) is not None or self.graph.reaches_save(c, finder))
+            for stmt in after
+            for c in [stmt, *walk_local(stmt)]
         )
 
 
@@ -148,3 +198,13 @@ def _destroys_world(call: ast.Call) -> bool:
     if group is None or (isinstance(group, ast.Constant) and group.value is None):
         return True
     return (dotted(group) or "").endswith("group.WORLD")
+
+
+def _busy(work: ast.Call | None, text: Callable[[ast.AST], str]) -> str:
+    if work is None:
+        return ""
+    return (
+        " (not rewritten automatically: a final sync there would also wait for the main process's other "
+        f"work, `{text(work.func)}(...)` at line {work.lineno}, which may take longer than any timeout; "
+        "put it right after the last write by hand)"
+    )

@@ -7,8 +7,9 @@ import ast
 from itertools import pairwise
 from textwrap import indent
 
+from ckptfix.analysis.names import last_name
 from ckptfix.analysis.plan import Edit, Insert
-from ckptfix.analysis.rules.context import RuleContext, and_clauses, contains_loop, exits_early
+from ckptfix.analysis.rules.context import LOG_CALLS, RuleContext, and_clauses, contains_loop, exits_early
 from ckptfix.analysis.saves import Save
 from ckptfix.analysis.tree import LOOPS, FunctionNode, exits, walk_local
 
@@ -16,27 +17,98 @@ from ckptfix.analysis.tree import LOOPS, FunctionNode, exits, walk_local
 class BarrierPlacement(RuleContext):
     """Finds or places the one barrier that follows each checkpoint event."""
 
-    def _check_barrier_after(self, save: Save, shown: str) -> None:
+    def _check_barrier_after(self, save: Save, shown: str) -> bool:
+        """CKP002 when no barrier follows the save; whether a barrier that carries a failed save to every
+        rank follows it (already, or once the fix is applied)."""
         anchors = self._anchors(save.call, frozenset())
         if anchors is not None:
             if all(self._barrier_follows(anchor, save.call) for anchor in anchors):
-                return
+                return all(self._barrier_follows(anchor, save.call, carrier=True) for anchor in anchors)
         elif self._barrier_follows(self._anchor_statement(save.call), save.call):
-            return
+            return self._barrier_follows(self._anchor_statement(save.call), save.call, carrier=True)
         edits: list[Edit] = []
+        busy = next((c for a in anchors or () if (c := self._other_main_work(a, save.call))), None)
+        if busy is not None:
+            shown_work = self.tree.text(busy.func)
+            self._issue(
+                "CKP002",
+                save.call,
+                f"no barrier after the checkpoint written by `{shown}(...)`: the other ranks run ahead and "
+                "time out in the next collective while the main process writes (not rewritten "
+                f"automatically: a barrier after the guard would also wait for the main process's other "
+                f"work there, `{shown_work}(...)` at line {busy.lineno}, which may take longer than any "
+                "checkpoint timeout; put the barrier right after the write by hand)",
+            )
+            return False
         if anchors:
             barrier, symbols = self._barrier(self.options.barrier_timeout, final=False)
             for anchor in anchors:
                 condition = self._checkpoint_condition(anchor)
                 template = barrier if condition is None else f"if {condition}:\n{indent(barrier, '    ')}"
                 edits.append(Insert(self.key(anchor), True, template, symbols, group=self._group(anchor)))
+        function = self.tree.function(save.call)
+        unseen = self.graph.callers_unseen(function) if function is not None and not edits else None
+        why = unseen or "add a barrier every rank reaches"
         self._issue(
             "CKP002",
             save.call,
             f"no barrier after the checkpoint written by `{shown}(...)`: the other ranks run ahead and time "
             "out in the next collective while the main process writes"
-            + ("" if edits else " (not rewritten automatically: add a barrier every rank reaches)"),
+            + ("" if edits else f" (not rewritten automatically: {why})"),
             edits,
+        )
+        return bool(edits) and "CKP002" in self.options.select
+
+    def _other_main_work(self, anchor: ast.stmt, save: ast.Call) -> ast.Call | None:
+        """Main-process work after the write (or after the call that leads to it) and before the end
+        of `anchor`, where the barrier would go: a final validation, sampling, an upload. Every rank
+        would wait for it too, under a checkpoint timeout."""
+        start = self._leading_call(anchor, save)
+        if start is None:
+            return None
+        return self._main_work_between(anchor, (start.end_lineno or 0, start.end_col_offset or 0), None)
+
+    def _leading_call(self, anchor: ast.stmt, save: ast.Call) -> ast.Call | None:
+        """The save itself if `anchor` holds it, else the call in `anchor` that leads to it (a call of
+        its helper, of the helper's caller, ...)."""
+        leads: list[ast.AST] = [save]
+        seen: set[int] = set()
+        for node in leads:
+            function = self.tree.function(node)
+            if function is not None and id(function) not in seen and len(seen) < 8:
+                seen.add(id(function))
+                leads.extend(s for s in self.graph.sites[id(function)] if isinstance(s, ast.Call))
+        inside = {id(n) for n in [anchor, *walk_local(anchor)]}
+        return next((n for n in leads if id(n) in inside and isinstance(n, ast.Call)), None)
+
+    def _main_work_between(
+        self, scope: ast.AST, after: tuple[int, int], before: tuple[int, int] | None
+    ) -> ast.Call | None:
+        """The first call in `scope` between two positions that only the main process makes and that
+        is no part of writing a checkpoint."""
+        calls = sorted((n for n in walk_local(scope) if isinstance(n, ast.Call)), key=_position)
+        for node in calls:
+            where = _position(node)
+            if where <= after or (before is not None and where >= before):
+                continue
+            if self.graph.guard(node) is None:
+                continue  # every rank runs it: no one waits for it
+            if not self._checkpoint_work(node):
+                return node
+        return None
+
+    def _checkpoint_work(self, call: ast.Call) -> bool:
+        """Writing, naming, logging or tidying files, or plain Python: what a checkpoint event does
+        besides the write, in no time that matters."""
+        name = last_name(call.func) or ""
+        resolved = self.names.resolve(call.func) or ""
+        return (
+            name in LOG_CALLS
+            or name in _CHECKPOINT_CALLS
+            or name in _CHEAP_METHODS
+            or "save" in name.lower()
+            or resolved.startswith(("os.", "shutil.", "json.", "pathlib.", "glob.", "time.", "logging."))
+            or (isinstance(call.func, ast.Name) and call.func.id in _BUILTINS)
         )
 
     def _checkpoint_condition(self, anchor: ast.stmt) -> str | None:
@@ -151,6 +223,8 @@ class BarrierPlacement(RuleContext):
             return found
         if escapes:
             return None
+        if function is not None and self.graph.callers_unseen(function) is not None:
+            return None  # the barrier is its callers' to place (the validator would refuse it here)
         anchor = self._anchor_statement(node)
         if exits_early(anchor):
             # `if done: save(); break`: no place after the write inside the loop, but every rank that
@@ -172,32 +246,83 @@ class BarrierPlacement(RuleContext):
             for site in self.graph.sites[id(function)]
         )
 
-    def _barrier_follows(self, anchor: ast.stmt, node: ast.AST, depth: int = 0) -> bool:
+    def _barrier_follows(
+        self, anchor: ast.stmt, node: ast.AST, depth: int = 0, carrier: bool = False
+    ) -> bool:
         start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
         for child in walk_local(anchor):
             if (
                 isinstance(child, ast.Call)
                 and (child.lineno, child.col_offset) > start
-                and self._is_sync(child)
+                and self._is_sync(child, carrier)
             ):
                 return True
         block, index = self.tree.block_of(anchor)
         for sibling in block[index + 1 :]:
             for child in [sibling, *walk_local(sibling)]:
-                if isinstance(child, ast.Call) and self._is_sync(child):
+                if isinstance(child, ast.Call) and self._is_sync(child, carrier):
                     return True
         owner = self.tree.parent.get(id(anchor))
         if self._taken_alike(owner):  # the anchor is inside `if step % every == 0:`; so is the barrier
-            return self._barrier_follows(owner, node, depth)  # type: ignore[arg-type]
+            return self._barrier_follows(owner, node, depth, carrier)  # type: ignore[arg-type]
         function = self.tree.function(anchor)
         if depth < 2 and function is not None and block is function.body:
             sites = self.graph.sites[id(function)]
             return bool(sites) and all(
                 isinstance(site, ast.Call)
-                and self._barrier_follows(self._anchor_statement(site), site, depth + 1)
+                and self._barrier_follows(self._anchor_statement(site), site, depth + 1, carrier)
                 for site in sites
             )
         return False
+
+
+# Calls a checkpoint event makes besides its writes (state to save, paths, cleanup, bookkeeping).
+_CHECKPOINT_CALLS = frozenset(
+    {
+        "state_dict",
+        "unwrap_model",
+        "get_state_dict",
+        "join",
+        "exists",
+        "makedirs",
+        "mkdir",
+        "remove",
+        "rmtree",
+        "copyfile",
+        "copy",
+        "copy2",
+        "move",
+        "replace",
+        "rename",
+        "listdir",
+        "sorted",
+        "glob",
+        "dump",
+        "dumps",
+        "write",
+        "write_text",
+        "open",
+        "cpu",
+        "item",
+        "format",
+        "update",
+        "append",
+    }
+)
+_BUILTINS = frozenset(
+    {"len", "str", "int", "float", "bool", "dict", "list", "tuple", "set", "max", "min", "sorted", "print"}
+    | {"open", "enumerate", "range", "zip", "isinstance", "hasattr", "getattr", "setattr", "repr", "type"}
+    | {"any", "all", "sum", "abs", "round", "iter", "next", "map", "filter", "reversed", "vars", "id"}
+)
+# Container and tensor methods that take no time worth a barrier's notice.
+_CHEAP_METHODS = frozenset(
+    {"pop", "get", "items", "keys", "values", "extend", "insert", "clear", "setdefault", "add", "discard"}
+    | {"detach", "clone", "to", "numpy", "tolist", "strip", "split", "endswith", "startswith", "lower"}
+)
+
+
+def _position(node: ast.AST) -> tuple[int, int]:
+    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
 
 
 def _divides(node: ast.AST, child: ast.AST) -> bool:

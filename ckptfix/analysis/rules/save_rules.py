@@ -6,12 +6,12 @@ import ast
 import re
 from collections.abc import Callable
 
-from ckptfix.analysis import catalog
-from ckptfix.analysis.collectives import collective_name, contains_collective
-from ckptfix.analysis.guards import Guard, Kind
+from ckptfix.analysis.collectives import contains_collective
+from ckptfix.analysis.guards import Guard, Kind, is_job_wide_test
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import CallEdit, Edit, GuardTest, InlineAtomic, WrapGuard
 from ckptfix.analysis.rules.context import LOG_CALLS, and_clauses
+from ckptfix.analysis.rules.destinations import Destinations
 from ckptfix.analysis.rules.placement import BarrierPlacement
 from ckptfix.analysis.saves import Save, argument
 from ckptfix.analysis.tree import walk_local
@@ -27,7 +27,7 @@ _FILE_OPERATIONS = frozenset(
 )
 
 
-class SaveRules(BarrierPlacement):
+class SaveRules(BarrierPlacement, Destinations):
     """Every checkpoint save: is it guarded, atomic, followed by a barrier?"""
 
     def _check_save(self, save: Save) -> None:
@@ -36,22 +36,13 @@ class SaveRules(BarrierPlacement):
         if save.is_delegated:
             self._check_barrier_after(save, shown)  # guarded, atomic or not: the helper's business
             return
-        if save.is_hf and any(kw.arg == "is_main_process" for kw in call.keywords):
+        if save.is_hf and self._hf_main_only(call):
             guard: Guard | None = Guard(Kind.GLOBAL, call)
         else:
             guard = self.graph.guard(call)
         if guard is not None and guard.kind == Kind.SHARD:
             return  # one writer per model-parallel shard: deliberate
-        if guard is None:
-            edits = self._guard_edits(save)
-            self._issue(
-                "CKP001",
-                call,
-                f"`{shown}(...)` runs on every rank: all ranks write the same checkpoint"
-                + ("" if edits else " (not rewritten automatically: guard the write by hand)"),
-                edits,
-            )
-        elif guard.kind == Kind.LOCAL:
+        if guard is not None and guard.kind == Kind.LOCAL:
             edits = self._global_guard_edits(guard) if self.options.rewrite_local_rank_guards else []
             self._issue(
                 "CKP001",
@@ -66,7 +57,41 @@ class SaveRules(BarrierPlacement):
                 edits,
             )
             return
+        source = self._path_source(save)
+        if guard is None and source.per_rank is not None:
+            return  # a caller passes a per-rank path (line `source.per_rank`): one file per rank
+        # Whether a barrier will carry a failed write to the other ranks decides what the handler does.
+        carried = self._check_barrier_after(save, shown)
+        if guard is None:
+            edits = self._guard_edits(save, reraise=not carried)
+            launcher = self._launcher_guard(call)
+            self._issue(
+                "CKP001",
+                call,
+                f"`{shown}(...)` runs on every rank: all ranks write the same checkpoint"
+                + (f" ({launcher})" if launcher else "")
+                + ("" if edits else " (not rewritten automatically: guard the write by hand)"),
+                edits,
+                unsafe="; ".join(
+                    reason
+                    for reason in (
+                        "save_pretrained gathers a sharded model's state on every rank (FSDP, DeepSpeed "
+                        "ZeRO-3): guarding it assumes the model is not sharded"
+                        if save.is_hf
+                        else None,
+                        source.unseen,
+                        "the launcher decides what the code's own guard means: one writer in all assumes "
+                        "the checkpoint directory is shared by the nodes"
+                        if launcher
+                        else None,
+                    )
+                    if reason
+                )
+                or None,
+            )
         elif not save.is_hf and not self._in_try(call):
+            # Written only where a barrier follows to carry the reported failure (this save's, or the
+            # final sync): the validator refuses a try/except that would swallow it.
             edits = self._guard_edits(save, guarded=True)
             self._issue(
                 "CKP008",
@@ -76,7 +101,8 @@ class SaveRules(BarrierPlacement):
                 + ("" if edits else " (not rewritten automatically: report the failure by hand)"),
                 edits,
             )
-        if save.is_torch_save and save.handle_with is None and not self._atomic_already(call):
+        writes_a_path = save.handle_with is None and not source.handle
+        if save.is_torch_save and writes_a_path and not self._atomic_already(call):
             self._issue(
                 "CKP005",
                 call,
@@ -84,7 +110,55 @@ class SaveRules(BarrierPlacement):
                 "checkpoint; write a temp file and rename it",
                 self._atomic_edits(save),
             )
-        self._check_barrier_after(save, shown)
+
+    def _launcher_guard(self, call: ast.Call) -> str | None:
+        """What a launcher-dependent guard around the write (or around its helper's call) means under
+        each launcher: pytorch/examples' `if not args.multiprocessing_distributed or (... args.rank %
+        ngpus_per_node == 0):` is one writer per node under mp.spawn with the setting, and no guard at
+        all under torchrun (the setting is off: every rank writes)."""
+        sites: list[ast.AST] = [call]
+        function = self.tree.function(call)
+        if function is not None:
+            sites += [s for s in self.graph.sites[id(function)] if isinstance(s, ast.Call)]
+        for site in sites:
+            for owner in self.tree.ancestors(site):
+                if isinstance(owner, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                    break
+                if not (isinstance(owner, ast.If) and isinstance(owner.test, ast.BoolOp)):
+                    continue
+                if not isinstance(owner.test.op, ast.Or):
+                    continue
+                setting = next(
+                    (
+                        v.operand
+                        for v in owner.test.values
+                        if isinstance(v, ast.UnaryOp)
+                        and isinstance(v.op, ast.Not)
+                        and isinstance(v.operand, ast.Attribute | ast.Name)
+                        and is_job_wide_test(v.operand)
+                    ),
+                    None,
+                )
+                if setting is not None:
+                    name = self.tree.text(setting)
+                    return (
+                        f"the guard at line {owner.lineno} depends on the launcher: with `{name}` set "
+                        f"(mp.spawn) it keeps one writer per node, without it (torchrun) every rank writes"
+                    )
+        return None
+
+    def _hf_main_only(self, call: ast.Call) -> bool:
+        """`save_pretrained(..., is_main_process=..., save_function=accelerator.save)`: the weights go
+        through accelerate's save, which writes on the main process only. transformers and diffusers
+        themselves gate only the config and the cleanup of old shards with `is_main_process`: without
+        such a save function every rank still writes the weights."""
+        keywords = {kw.arg: kw.value for kw in call.keywords if kw.arg is not None}
+        saver = keywords.get("save_function")
+        return (
+            "is_main_process" in keywords
+            and saver is not None
+            and "accelerator" in (dotted(saver) or "").lower()
+        )
 
     def _in_try(self, call: ast.Call) -> bool:
         """The write sits in the body of a try/except of its own function (the user handles it)."""
@@ -97,20 +171,13 @@ class SaveRules(BarrierPlacement):
             child = ancestor
         return False
 
-    def _guard_edits(self, save: Save, guarded: bool = False) -> list[Edit]:
-        """CKP001: guard the write and report its failure; `guarded` (CKP008): the write is already
-        guarded, it only gains the try/except."""
+    def _guard_edits(self, save: Save, guarded: bool = False, reraise: bool = False) -> list[Edit]:
+        """CKP001: guard the write and report its failure (and re-raise it where no barrier follows to
+        carry it); `guarded` (CKP008): the write is already guarded, it only gains the try/except."""
         call = save.call
         test, symbols = self._main_test()
         if guarded:
             test, symbols = "", frozenset()
-        elif save.is_hf:
-            receiver = self.tree.text(call.func).lower()
-            if not any(hint in receiver for hint in catalog.HF_NO_MAIN_KWARG_HINTS):
-                value = test if self.runtime else f"({test})"
-                return [
-                    CallEdit(self.tree.span(call), add_keyword=("is_main_process", value), symbols=symbols)
-                ]
         stmt: ast.stmt = save.handle_with or self.tree.statement(call)
         if save.handle_with is None and not (isinstance(stmt, ast.Expr) and stmt.value is call):
             return []
@@ -159,6 +226,7 @@ class SaveRules(BarrierPlacement):
                 test=test or None,
                 handler=handler,
                 symbols=symbols,
+                reraise=reraise,
             )
         ]
 
@@ -271,7 +339,7 @@ class SaveRules(BarrierPlacement):
             current = stack.pop()
             if current is skip:
                 continue
-            if isinstance(current, ast.Call) and collective_name(current, self.names, self.module_functions):
+            if isinstance(current, ast.Call) and self._collective(current):
                 return True
             stack.extend(ast.iter_child_nodes(current))
         return False
