@@ -10,7 +10,7 @@ import ast
 import warnings
 from dataclasses import dataclass, replace
 
-from ckptfix import prefilter, testfiles
+from ckptfix import packages, prefilter, testfiles
 from ckptfix.analysis import catalog
 from ckptfix.analysis.checker import Analysis, Issue, analyze
 from ckptfix.analysis.plan import FIRST_PASS, Edit
@@ -66,6 +66,9 @@ def _analyze(source: str, path: str, options: Options) -> tuple[Analysis, list[I
     issues = [i for i in analysis.issues if not suppressions.suppressed(i.code, *i.lines)]
     if testfiles.is_test_file(path):
         issues = [replace(i, unsafe=i.unsafe or testfiles.REASON) if i.edits else i for i in issues]
+    elif options.style == "runtime" and (package := packages.installable_package(path)) is not None:
+        why = packages.reason(*package)
+        issues = [replace(i, unsafe=i.unsafe or why) if i.edits else i for i in issues]
     return analysis, issues
 
 

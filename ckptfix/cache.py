@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
+from ckptfix import packages, testfiles
 from ckptfix.findings import Finding
 from ckptfix.options import Options
 
@@ -74,6 +75,15 @@ def source_digest(package: str) -> bytes:
     return digest.digest()
 
 
+def path_context(path: str) -> str:
+    """What a file's place says about its findings, beside its bytes: a test file's and an installable
+    package's fixes are unsafe, so the same bytes elsewhere are another entry."""
+    if testfiles.is_test_file(path):
+        return "test"
+    package = packages.installable_package(path)
+    return "" if package is None else f"package:{package[1]}"
+
+
 def options_key(options: Options) -> bytes:
     """Every field of `options`, in a stable spelling (a field added later is covered unasked)."""
 
@@ -95,24 +105,26 @@ class Cache:
     directory: str
     run_key: bytes  # digest of options_key and code_key
 
-    def _entry(self, data: bytes) -> str:
-        name = blake2b(data, digest_size=20, key=self.run_key).hexdigest()
+    def _entry(self, path: str, data: bytes) -> str:
+        digest = blake2b(data, digest_size=20, key=self.run_key)
+        digest.update(b"\0" + path_context(path).encode())
+        name = digest.hexdigest()
         return os.path.join(self.directory, name[:2], name[2:] + ".json")
 
     def load(self, path: str, data: bytes) -> tuple[Finding, ...] | None:
         """The findings stored for these bytes, reported at `path`; None on a miss or a bad entry."""
         try:
-            with open(self._entry(data), "rb") as f:
+            with open(self._entry(path, data), "rb") as f:
                 rows = json.load(f)
             return tuple(Finding(path, *_row(row)) for row in rows)
         except (OSError, ValueError, TypeError):
             return None
 
-    def store(self, data: bytes, findings: Iterable[Finding]) -> None:
-        """Record the findings of these bytes (their path is left out)."""
+    def store(self, path: str, data: bytes, findings: Iterable[Finding]) -> None:
+        """Record the findings of these bytes (their path is left out, but not what it says about them)."""
         rows = [[f.line, f.col, f.code, f.message, f.fixable, f.unsafe] for f in findings]
         content = json.dumps(rows).encode()
-        entry = self._entry(data)
+        entry = self._entry(path, data)
         try:
             try:
                 _replace(entry, content)

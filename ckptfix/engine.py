@@ -136,7 +136,7 @@ def process_file(path: str, options: Options, mode: Mode, cache: Cache | None = 
         return FileResult(path, error=str(exc))
     result = process_data(path, data, options, mode)
     if cache is not None and result.error is None and _cacheable(result, mode):
-        cache.store(data, result.findings)
+        cache.store(path, data, result.findings)
     return result
 
 

@@ -38,6 +38,11 @@ _DCP_OFFLINE = (
 )
 
 
+# deepspeed's device-name helper (`get_accelerator().device_name()`) picks a device in plain
+# single-process baselines too; it starts no process group.
+_DEEPSPEED_OFFLINE = ("deepspeed.accelerator",)
+
+
 def _within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
@@ -74,6 +79,8 @@ def _counts(module: str, tree: Tree, names: Names) -> bool:
     """The imported name is evidence of a process group."""
     if _within(module, _DCP):
         return _dcp_counts(module, names)
+    if any(_within(module, offline) for offline in _DEEPSPEED_OFFLINE):
+        return False
     if _within(module, "accelerate"):
         if module == "accelerate":
             return _uses_accelerate_processes(tree)

@@ -116,19 +116,23 @@ class GuardRecognizer:
                     self.main_flags[name] = min(known)
 
     def learn_guard_names(self, tree: Tree) -> None:
-        """Names bound only to a main-process test (`master = dist.get_rank() == 0`; every binding of
-        the name in the module is such an assignment): `if master:` is a guard, not a second one to
-        add (DESIGN: never double-guard)."""
+        """Names and attributes bound only to a main-process test (`master = dist.get_rank() == 0`,
+        `args.save_logs = args.logs and is_master(args)`; every binding of the name in the module is
+        such an assignment): `if master:` is a guard, not a second one to add (DESIGN: never
+        double-guard)."""
         values: dict[str, list[ast.expr]] = {}
         for node in tree.of_type(ast.Assign):
-            if len(node.targets) == 1 and isinstance(target := node.targets[0], ast.Name):
-                values.setdefault(target.id, []).append(node.value)
+            target = node.targets[0]
+            name = dotted(target) if isinstance(target, ast.Name | ast.Attribute) else None
+            if len(node.targets) == 1 and name is not None:
+                values.setdefault(name, []).append(node.value)
         if not values:
             return
         stores: dict[str, int] = {}
-        for used in tree.of_type(ast.Name):
-            if isinstance(used.ctx, ast.Store | ast.Del):
-                stores[used.id] = stores.get(used.id, 0) + 1
+        bound: list[ast.Name | ast.Attribute] = [*tree.of_type(ast.Name), *tree.of_type(ast.Attribute)]
+        for used in bound:
+            if isinstance(used.ctx, ast.Store | ast.Del) and (name := dotted(used)) is not None:
+                stores[name] = stores.get(name, 0) + 1
         parameters = {arg.arg for arg in tree.of_type(ast.arg)}
         for name, assigned in values.items():
             if name in parameters or stores.get(name) != len(assigned) or name in self.main_flags:
@@ -243,7 +247,10 @@ class GuardRecognizer:
                 and _is_const(other.right, 1)
             )
             constant = isinstance(other, ast.Constant) and type(other.value) is int and other.value > 0
-            if last_of_world or constant:
+            # `rank == self.logger_rank`: one designated writer, which may not be rank 0 (the last
+            # pipeline stage); a rank-0 guard nested in it could leave nothing written.
+            designated = isinstance(other, ast.Name | ast.Attribute | ast.Subscript | ast.Call)
+            if last_of_world or constant or designated:
                 return True
         return False
 

@@ -133,7 +133,7 @@ def test_a_change_to_ckptfix_itself_invalidates(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(cache, "code_key", lambda: b"another ckptfix")
     reopened = cache.open_cache(str(tmp_path / "c"), options, pytest.fail)
     assert opened is not None and reopened is not None
-    assert opened._entry(b"x") != reopened._entry(b"x")
+    assert opened._entry("x.py", b"x") != reopened._entry("x.py", b"x")
 
 
 def test_a_corrupt_entry_is_ignored_and_rewritten(tree: Path) -> None:
@@ -270,3 +270,22 @@ def test_apply_uses_a_cached_clean_result(tree: Path) -> None:
     (tree / "train.py").write_text(BAD)
     run_cli("check", cwd=tree)
     assert "(cached)" not in run_cli("apply", "--diff", "-v", cwd=tree).stderr
+
+
+def test_the_same_bytes_in_a_test_file_or_a_package_are_another_entry(tree: Path) -> None:
+    """A test file's or an installable package's fixes are unsafe: the findings of the same bytes
+    elsewhere must not be served for them."""
+    run_cli("check", cwd=tree)
+    (tree / "tests").mkdir()
+    shutil.copy(tree / "train.py", tree / "tests" / "train.py")
+    package = tree / "src" / "mylib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (tree / "pyproject.toml").write_text('[project]\nname = "mylib"\n')
+    shutil.copy(tree / "train.py", package / "train.py")
+    result = run_cli("check", "--output-format", "json", cwd=tree)
+    rows = json.loads(result.stdout)
+    unsafe = {row["path"] for row in rows if row["unsafe"]}
+    assert any(name.startswith("tests") for name in unsafe)
+    assert any("mylib" in name for name in unsafe)
+    assert not any(name == "train.py" for name in unsafe)

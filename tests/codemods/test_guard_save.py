@@ -48,6 +48,10 @@ def test_full_rewrite_of_seed_style_method() -> None:
                 self.last_checkpoint_step = self.current_step
                 print(f"Checkpoint saved successfully: {checkpoint_path}")
                 self.model.train()
+
+            def fit(self, steps):  # periodic: a later checkpoint can make up for a failed one
+                for _ in range(steps):
+                    self.save_training_checkpoint(0.0, False)
         """
     )
     after = rewrite(before)
@@ -495,6 +499,7 @@ def test_one_line_bodies_become_blocks() -> None:
         "                atomic_save(m, p)  # every 5\n"
         "            except Exception as exc:\n"
         "                report_save_failure(p, exc)\n"
+        "                raise\n"  # f runs once: a one-shot write that no later checkpoint makes up for
         "    else: print('skip')\n"
         "    checkpoint_barrier(timeout=120)\n"
         "    for q in (p,):\n"

@@ -62,6 +62,7 @@ def test_full_state_dict_gathered_on_every_rank_before_the_guard() -> None:
         "            atomic_save(state, p)\n"
         "        except Exception as exc:\n"
         "            report_save_failure(p, exc)\n"
+        "            raise\n"  # save runs once: a one-shot write
         "    checkpoint_barrier(timeout=120)\n"
     ) in after
 

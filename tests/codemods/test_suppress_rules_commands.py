@@ -139,6 +139,7 @@ class TestSaveFailureCommand(CodemodTest):
     TRANSFORM = SaveFailureCommand
 
     def test_guarded_write_gains_try_except_only(self) -> None:
+        # f's callers are unseen: no later checkpoint is known to make up for a failure, so it re-raises.
         before = textwrap.dedent(
             """
             import torch
@@ -164,6 +165,7 @@ class TestSaveFailureCommand(CodemodTest):
                         torch.save(m, p)
                     except Exception as exc:
                         report_save_failure(p, exc)
+                        raise
                 checkpoint_barrier(timeout=120)
             """
         )

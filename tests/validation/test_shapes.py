@@ -8,9 +8,11 @@ not the file. Snippets are run as scripts (`src` adds a `__main__` block calling
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from ckptfix import packages
 from ckptfix.api import check_source, fix_source
 from ckptfix.findings import Finding
 from ckptfix.options import Options
@@ -572,3 +574,110 @@ def test_a_test_files_fixes_are_unsafe(path: str) -> None:  # shape 56
     assert found and all(f.unsafe and not f.fixable for f in found if f.code in {"CKP001", "CKP005"})
     assert fix_source(code, path, SAFE).new_source is None
     assert any(f.fixable for f in check_source(code, "train.py", SAFE))
+
+
+# --- the second review (30 repositories, /work/review run_a): shapes B01-B08 ------------------------
+def test_a_designated_writer_rank_is_not_narrowed_to_rank_zero() -> None:  # shape B01
+    # nanotron's logger rank is the last pipeline stage: a rank-0 guard nested in `rank ==
+    # logger_rank` would leave nothing written wherever that rank is not 0.
+    code = """
+        class Trainer:
+            def log_step(self, weights):
+                dist.all_reduce(weights)
+                if dist.get_rank() == self.logger_rank:
+                    torch.save(weights, f"weights_{self.step}.pt")
+    """
+    assert "CKP001" not in _codes(code)
+    assert "is_main_process" not in (_apply(code) or "")
+
+
+def test_a_one_shot_write_re_raises_its_failure_a_periodic_one_reports_it() -> None:  # shape B02
+    # The last act of a conversion or validation script: before the rewrite a failed write crashed
+    # the job; a handler that only reported it would let the job exit 0 without its output.
+    one_shot = """
+        def main(model, out):
+            dist.init_process_group("gloo")
+            torch.save(model.state_dict(), out)
+    """
+    after = _apply(one_shot)
+    assert after is not None
+    assert "report_save_failure(out, exc)\n            raise\n    checkpoint_barrier(" in after
+    periodic = """
+        def main(model):
+            dist.init_process_group("gloo")
+            for epoch in range(3):
+                torch.save(model.state_dict(), f"ckpt/epoch_{epoch}.pt")
+    """
+    after = _apply(periodic)
+    assert after is not None and "report_save_failure" in after and "raise" not in after
+
+
+def test_no_second_barrier_before_the_one_the_code_already_has() -> None:  # shape B04
+    code = """
+        def main(model, steps):
+            dist.init_process_group("gloo")
+            for step in range(steps):
+                if dist.get_rank() == 0 and step % 10 == 0:
+                    torch.save(model.state_dict(), f"model{step}.pt")
+            if dist.get_rank() == 0:
+                torch.save(model.state_dict(), "final.pt")
+            dist.barrier()
+    """
+    after = _apply(code)
+    assert after is not None
+    assert after.count("checkpoint_barrier(timeout=120)") == 1  # in the loop only
+    assert "checkpoint_barrier(timeout=120)\n    dist.barrier()" not in after
+
+
+def test_an_attribute_flag_set_from_a_main_process_test_is_a_guard() -> None:  # shape B05
+    code = """
+        def is_master(args):
+            return args.rank == 0
+
+        def main(args, model):
+            args.save_logs = args.logs and args.logs.lower() != "none" and is_master(args)
+            for epoch in range(args.epochs):
+                if args.save_logs:
+                    torch.save(model.state_dict(), f"{args.logs}/epoch_{epoch}.pt")
+                dist.barrier()
+    """
+    assert "CKP001" not in _codes(code)
+    assert "is_main_process()" not in (_apply(code) or "")
+    rebound = code.replace("    for epoch", "    args.save_logs = True\n            for epoch", 1)
+    assert "CKP001" in _codes(rebound)
+
+
+def test_a_modules_fixes_in_an_installable_package_are_unsafe(tmp_path: Path) -> None:  # shape B06
+    package = tmp_path / "src" / "mylib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mylib"\n')
+    module = package / "io.py"
+    module.write_text(src("def save(model, path):\n    torch.save(model, path)\n", HEADER, entry=False))
+    code = module.read_text()
+    [atomic] = [f for f in check_source(code, str(module), SAFE) if f.code == "CKP005"]
+    assert atomic.unsafe and "installable package `mylib`" in atomic.message
+    assert fix_source(code, str(module), SAFE).new_source is None
+    # the inline style imports nothing; a project that declares ckptfix has chosen the dependency
+    inline = Options(style="inline")
+    assert not [f for f in check_source(code, str(module), inline) if f.code == "CKP005" and f.unsafe]
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "mylib"\ndependencies = ["ckptfix"]\n')
+    packages._declares_ckptfix.cache_clear()
+    assert not [f for f in check_source(code, str(module), SAFE) if f.code == "CKP005" and f.unsafe]
+    # a script beside the package is no module of it
+    script = tmp_path / "train.py"
+    script.write_text(code)
+    assert not [f for f in check_source(code, str(script), SAFE) if f.code == "CKP005" and f.unsafe]
+
+
+def test_deepspeeds_device_helper_alone_is_not_distributed() -> None:  # shape B08
+    code = """
+        from deepspeed.accelerator import get_accelerator
+
+        def train(model, loader, exp_dir):
+            model.to(get_accelerator().device_name())
+            for step, batch in enumerate(loader, 1):
+                torch.save(obj=model.state_dict(), f=str(exp_dir / f"checkpoint.iter_{step}.pt"))
+    """
+    plain = "from deepspeed.accelerator import get_accelerator\nimport torch\n"
+    assert check_source(src(code, plain), "train_bert.py", SAFE) == []

@@ -9,7 +9,14 @@ from textwrap import indent
 
 from ckptfix.analysis.names import last_name
 from ckptfix.analysis.plan import Edit, Insert
-from ckptfix.analysis.rules.context import LOG_CALLS, RuleContext, and_clauses, contains_loop, exits_early
+from ckptfix.analysis.rules.context import (
+    LOG_CALLS,
+    RuleContext,
+    and_clauses,
+    contains_loop,
+    exits_early,
+    loop_of,
+)
 from ckptfix.analysis.saves import Save
 from ckptfix.analysis.tree import LOOPS, FunctionNode, exits, walk_local
 
@@ -40,9 +47,14 @@ class BarrierPlacement(RuleContext):
                 "checkpoint timeout; put the barrier right after the write by hand)",
             )
             return False
+        # An anchor the code already follows with a barrier (`dist.barrier()` after the final save)
+        # keeps it alone: a second one there adds nothing but a stricter timeout.
+        followed = [a for a in anchors or () if self._barrier_follows(a, save.call)]
         if anchors:
             barrier, symbols = self._barrier(self.options.barrier_timeout, final=False)
             for anchor in anchors:
+                if anchor in followed:
+                    continue
                 condition = self._checkpoint_condition(anchor)
                 template = barrier if condition is None else f"if {condition}:\n{indent(barrier, '    ')}"
                 edits.append(Insert(self.key(anchor), True, template, symbols, group=self._group(anchor)))
@@ -57,7 +69,34 @@ class BarrierPlacement(RuleContext):
             + ("" if edits else f" (not rewritten automatically: {why})"),
             edits,
         )
-        return bool(edits) and "CKP002" in self.options.select
+        return (
+            bool(edits)
+            and "CKP002" in self.options.select
+            and all(self._barrier_follows(a, save.call, carrier=True) for a in followed)
+        )
+
+    def _recoverable(self, save: Save) -> bool:
+        """Whether a later checkpoint can still make up for this one failing: the barrier after it runs
+        in a loop (a periodic checkpoint), so training may go on once the failure is reported. After
+        a one-shot write (the final model, a conversion tool's output) it cannot: the handler must
+        re-raise, or the job would exit 0 without its output where it used to fail."""
+        anchors = self._anchors(save.call, frozenset())
+        statements = anchors if anchors is not None else [self._anchor_statement(save.call)]
+        return bool(statements) and all(self._repeats(s) for s in statements)
+
+    def _repeats(self, stmt: ast.stmt, depth: int = 0) -> bool:
+        """`stmt` runs in a loop: its own function's, or every caller's (a `save_checkpoint` method
+        called from the training loop)."""
+        if loop_of(self.tree, stmt) is not None:
+            return True
+        function = self.tree.function(stmt)
+        if function is None or depth >= 3:
+            return False
+        sites = self.graph.sites[id(function)]
+        return bool(sites) and all(
+            isinstance(site, ast.Call) and self._repeats(self.tree.statement(site), depth + 1)
+            for site in sites
+        )
 
     def _other_main_work(self, anchor: ast.stmt, save: ast.Call) -> ast.Call | None:
         """Main-process work after the write (or after the call that leads to it) and before the end

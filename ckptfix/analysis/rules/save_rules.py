@@ -60,8 +60,10 @@ class SaveRules(BarrierPlacement, Destinations):
         source = self._path_source(save)
         if guard is None and source.per_rank is not None:
             return  # a caller passes a per-rank path (line `source.per_rank`): one file per rank
-        # Whether a barrier will carry a failed write to the other ranks decides what the handler does.
-        carried = self._check_barrier_after(save, shown)
+        # Whether a barrier will carry a failed write to the other ranks, and a later checkpoint can
+        # make up for it, decides whether the handler re-raises.
+        followed = self._check_barrier_after(save, shown)
+        carried = followed and self._recoverable(save)
         if guard is None:
             edits = self._guard_edits(save, reraise=not carried)
             launcher = self._launcher_guard(call)
@@ -90,9 +92,10 @@ class SaveRules(BarrierPlacement, Destinations):
                 or None,
             )
         elif not save.is_hf and not self._in_try(call):
-            # Written only where a barrier follows to carry the reported failure (this save's, or the
-            # final sync): the validator refuses a try/except that would swallow it.
-            edits = self._guard_edits(save, guarded=True)
+            # Written where a barrier follows to carry the reported failure (re-raised after a one-shot
+            # write, which no later checkpoint makes up for); with no barrier after it, a try/except
+            # could only re-raise, and the validator refuses one that would swallow the failure.
+            edits = self._guard_edits(save, guarded=True, reraise=followed and not carried)
             self._issue(
                 "CKP008",
                 call,

@@ -1,0 +1,67 @@
+"""Modules of an installable package: a fix that imports `ckptfix.runtime` there is unsafe.
+
+A training script may import what it likes; a library may not. In the review of 30 training
+repositories, 8 of the 15 noise rewrites were an atomic save inside an installable package's own
+modules (diffusers' and accelerate's `src/`, megatron.core, litgpt, open_clip, OpenRLHF): harmless in
+behaviour, but `import diffusers` would then fail wherever ckptfix is not installed, because the
+package does not declare it. Such fixes are written only with --unsafe-fixes (or in the inline style,
+which imports nothing), unless the project already declares ckptfix.
+
+What counts: the file's directory is a package (`__init__.py`), and the directory above its
+outermost package (or above `src/`) holds packaging metadata (pyproject.toml, setup.py, setup.cfg).
+Scripts beside a package, and research repositories without packaging metadata, are not libraries.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+_METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
+_DECLARATIONS = (*_METADATA, "requirements.txt")
+
+
+def installable_package(path: str) -> tuple[str, str] | None:
+    """(the top-level package, the metadata file) when `path` is a module of a package that its
+    project installs and that does not declare ckptfix; else None (also for paths not on disk)."""
+    if not os.path.isfile(path):
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not _is_package(directory):
+        return None
+    top = directory
+    while (parent := os.path.dirname(top)) != top and _is_package(parent):
+        top = parent
+    root = os.path.dirname(top)
+    if os.path.basename(root) == "src":
+        root = os.path.dirname(root)
+    metadata = next((os.path.join(root, m) for m in _METADATA if os.path.isfile(os.path.join(root, m))), None)
+    if metadata is None or _declares_ckptfix(root):
+        return None
+    return os.path.basename(top), metadata
+
+
+def reason(package: str, metadata: str) -> str:
+    """Why the fix is unsafe, in words for the finding."""
+    return (
+        f"the file is a module of the installable package `{package}` ({metadata}): importing "
+        "ckptfix.runtime there makes every user of the package need ckptfix; declare the dependency, "
+        "or use --style inline"
+    )
+
+
+@lru_cache(maxsize=4096)
+def _is_package(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "__init__.py"))
+
+
+@lru_cache(maxsize=256)
+def _declares_ckptfix(root: str) -> bool:
+    for name in _DECLARATIONS:
+        try:
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                if "ckptfix" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
