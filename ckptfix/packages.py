@@ -8,8 +8,10 @@ package does not declare it. Such fixes are written only with --unsafe-fixes (or
 which imports nothing), unless the project already declares ckptfix.
 
 What counts: the file's directory is a package (`__init__.py`), and the directory above its
-outermost package (or above `src/`) holds packaging metadata (pyproject.toml, setup.py, setup.cfg).
-Scripts beside a package, and research repositories without packaging metadata, are not libraries.
+outermost package (or above `src/`, or above one namespace folder with no `__init__.py`, as
+`megatron/core/`) holds packaging metadata (pyproject.toml, setup.py, setup.cfg). Scripts beside a
+package, folders projects do not install (`examples/`, `scripts/`, `tools/` ...), and research
+repositories without packaging metadata are not libraries.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from functools import lru_cache
 
 _METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
 _DECLARATIONS = (*_METADATA, "requirements.txt")
+# Folders beside the package that projects do not install, even with an `__init__.py` in them.
+_NOT_INSTALLED = frozenset(
+    {"examples", "example", "scripts", "tools", "tests", "test", "benchmarks", "bench", "docs"}
+    | {"experiments", "projects", "research_projects", "notebooks", "demo", "demos", "recipes"}
+    | {"applications", "apps", "tutorials"}
+)
 
 
 def installable_package(path: str) -> tuple[str, str] | None:
@@ -33,10 +41,12 @@ def installable_package(path: str) -> tuple[str, str] | None:
     while (parent := os.path.dirname(top)) != top and _is_package(parent):
         top = parent
     root = os.path.dirname(top)
+    if os.path.basename(root) != "src" and _metadata(root) is None:
+        top, root = root, os.path.dirname(root)  # a namespace package (`megatron/core/`)
     if os.path.basename(root) == "src":
         root = os.path.dirname(root)
-    metadata = next((os.path.join(root, m) for m in _METADATA if os.path.isfile(os.path.join(root, m))), None)
-    if metadata is None or _declares_ckptfix(root):
+    metadata = _metadata(root)
+    if metadata is None or os.path.basename(top) in _NOT_INSTALLED or _declares_ckptfix(root):
         return None
     return os.path.basename(top), metadata
 
@@ -48,6 +58,10 @@ def reason(package: str, metadata: str) -> str:
         "ckptfix.runtime there makes every user of the package need ckptfix; declare the dependency, "
         "or use --style inline"
     )
+
+
+def _metadata(root: str) -> str | None:
+    return next((os.path.join(root, m) for m in _METADATA if os.path.isfile(os.path.join(root, m))), None)
 
 
 @lru_cache(maxsize=4096)

@@ -238,7 +238,15 @@ class GuardRecognizer:
         if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
             return False
         for rank, other in ((test.left, test.comparators[0]), (test.comparators[0], test.left)):
-            if self._rank_kind_checked(rank) != Kind.GLOBAL:
+            kind = self._rank_kind_checked(rank)
+            if kind is None:
+                continue
+            # `rank == self.logger_rank`, `get_rank(pg) == self.logger_ranks[0]`: one designated
+            # writer, which may not be rank 0 (the last pipeline stage); a rank-0 guard nested in it
+            # could leave nothing written.
+            if isinstance(other, ast.Name | ast.Attribute | ast.Subscript | ast.Call):
+                return True
+            if kind != Kind.GLOBAL:
                 continue
             last_of_world = (
                 isinstance(other, ast.BinOp)
@@ -247,10 +255,7 @@ class GuardRecognizer:
                 and _is_const(other.right, 1)
             )
             constant = isinstance(other, ast.Constant) and type(other.value) is int and other.value > 0
-            # `rank == self.logger_rank`: one designated writer, which may not be rank 0 (the last
-            # pipeline stage); a rank-0 guard nested in it could leave nothing written.
-            designated = isinstance(other, ast.Name | ast.Attribute | ast.Subscript | ast.Call)
-            if last_of_world or constant or designated:
+            if last_of_world or constant:
                 return True
         return False
 

@@ -577,15 +577,18 @@ def test_a_test_files_fixes_are_unsafe(path: str) -> None:  # shape 56
 
 
 # --- the second review (30 repositories, /work/review run_a): shapes B01-B08 ------------------------
-def test_a_designated_writer_rank_is_not_narrowed_to_rank_zero() -> None:  # shape B01
+@pytest.mark.parametrize(
+    "test", ["dist.get_rank() == self.logger_rank", "dist.get_rank(self.pg) == self.logger_ranks[0]"]
+)
+def test_a_designated_writer_rank_is_not_narrowed_to_rank_zero(test: str) -> None:  # shapes B01, B11
     # nanotron's logger rank is the last pipeline stage: a rank-0 guard nested in `rank ==
     # logger_rank` would leave nothing written wherever that rank is not 0.
-    code = """
+    code = f"""
         class Trainer:
             def log_step(self, weights):
                 dist.all_reduce(weights)
-                if dist.get_rank() == self.logger_rank:
-                    torch.save(weights, f"weights_{self.step}.pt")
+                if {test}:
+                    torch.save(weights, f"weights_{{self.step}}.pt")
     """
     assert "CKP001" not in _codes(code)
     assert "is_main_process" not in (_apply(code) or "")
@@ -664,6 +667,22 @@ def test_a_modules_fixes_in_an_installable_package_are_unsafe(tmp_path: Path) ->
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "mylib"\ndependencies = ["ckptfix"]\n')
     packages._declares_ckptfix.cache_clear()
     assert not [f for f in check_source(code, str(module), SAFE) if f.code == "CKP005" and f.unsafe]
+    # a namespace folder (`megatron/core/`, no `megatron/__init__.py`) is still the package's
+    other = tmp_path / "other"
+    namespace = other / "nsproj" / "core"
+    namespace.mkdir(parents=True)
+    (other / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (namespace / "__init__.py").write_text("")
+    (namespace / "io.py").write_text(code)
+    assert [f for f in check_source(code, str(namespace / "io.py"), SAFE) if f.code == "CKP005" and f.unsafe]
+    # a folder the project does not install, even with an __init__.py in it
+    example = other / "examples" / "doremi"
+    example.mkdir(parents=True)
+    (other / "examples" / "__init__.py").write_text("")
+    (example / "__init__.py").write_text("")
+    (example / "trainer.py").write_text(code)
+    found = check_source(code, str(example / "trainer.py"), SAFE)
+    assert not [f for f in found if f.unsafe and f.code == "CKP005"]
     # a script beside the package is no module of it
     script = tmp_path / "train.py"
     script.write_text(code)
