@@ -20,7 +20,8 @@ keeps the old placement (correct, only slower). Proved uniform:
   the conventional names in CONFIG_ROOTS bound to a parameter or to `parser.parse_args()`, unless a
   part of the name suggests it differs per process (`args.local_rank`, `training_args.should_log`) or
   the code changes it (`args.x = ...`, `setattr(args, ...)`, `vars(args)`, `a = args`);
-- `int`, `min`, `max`, `abs`, `round`, `bool`, `float` of uniform arguments.
+- `int`, `min`, `max`, `abs`, `round`, `bool`, `float` of uniform arguments;
+- accelerate's `accelerator.sync_gradients` (gradient accumulation steps alike on every rank).
 Module names are never proved where `globals()` or `exec` can rebind them. What is left unchecked: a
 function that receives `args` and changes a setting on some ranks only.
 """
@@ -31,7 +32,7 @@ import ast
 from collections.abc import Callable
 
 from ckptfix.analysis.guards import GuardRecognizer, is_job_wide_test
-from ckptfix.analysis.names import dotted
+from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.tree import FunctionNode, Tree, exits, walk_local
 
 CONFIG_ROOTS = frozenset(
@@ -180,7 +181,7 @@ class RankUniform:
         if isinstance(expr, ast.Name):
             return self._name(expr.id, scope)
         if isinstance(expr, ast.Attribute):
-            return (
+            return _accelerate_step_state(expr) or (
                 _is_setting(expr)
                 and dotted(expr) not in self._assigned_settings
                 and self._root_is_settings(expr, scope)
@@ -371,3 +372,9 @@ def _settings_binding(binding: ast.AST, value: ast.expr | None) -> bool:
         and isinstance(value.func, ast.Attribute)
         and value.func.attr in {"parse_args", "parse_args_into_dataclasses"}
     )
+
+
+def _accelerate_step_state(expr: ast.Attribute) -> bool:
+    """`accelerator.sync_gradients`: accelerate's gradient-accumulation state, which every rank steps
+    alike (it counts micro-batches, and `even_batches` gives every rank as many)."""
+    return expr.attr == "sync_gradients" and "accelerator" in (last_name(expr.value) or "").lower()

@@ -700,3 +700,28 @@ def test_deepspeeds_device_helper_alone_is_not_distributed() -> None:  # shape B
     """
     plain = "from deepspeed.accelerator import get_accelerator\nimport torch\n"
     assert check_source(src(code, plain), "train_bert.py", SAFE) == []
+
+
+def test_accelerates_sync_gradients_is_the_same_on_every_rank() -> None:  # shapes B09, B10
+    # The accelerate idiom: a step counter bumped under `if accelerator.sync_gradients:`; the barrier
+    # goes right after the save, once per checkpoint, not once per micro-step or per epoch.
+    code = """
+        def main(args, accelerator, model, loader, optimizer):
+            global_step = 0
+            for epoch in range(args.epochs):
+                for batch in loader:
+                    with accelerator.accumulate(model):
+                        accelerator.backward(model(batch).mean())
+                        optimizer.step()
+                    if accelerator.sync_gradients:
+                        global_step += 1
+                        if global_step % args.save_steps == 0:
+                            if accelerator.is_main_process:
+                                torch.save(model.state_dict(), f"{args.output_dir}/ckpt-{global_step}.pt")
+                        if global_step >= args.max_train_steps:
+                            break
+    """
+    after = _apply(code, Options(unsafe_fixes=True))
+    assert after is not None and "torch.save" not in after
+    barrier = " " * 20 + "checkpoint_barrier(timeout=120)\n"
+    assert barrier + " " * 16 + "if global_step >= args.max_train_steps:" in after
