@@ -428,13 +428,20 @@ class _Wait:
         if self.store is None or self.world > _MAX_RANKS_TO_NAME:
             return None
         self._mark_arrival()
-        try:
-            key = _arrival_key(self.sequence)
-            raw = self.store.get(key).decode() if self.store.check([key]) else ""
-        except Exception:  # store gone with a dead rank: the message says the ranks are unknown
-            return None
-        arrived = {int(part) for part in raw.split(",") if part}
-        return tuple(r for r in range(self.world) if r not in arrived)
+        # A collective that failed fast (a peer's connection closed) may fail here before the other
+        # survivors have marked their arrival: give them up to one interval, and stop as soon as all
+        # but one rank are marked (one dead rank, the usual case, costs milliseconds).
+        key = _arrival_key(self.sequence)
+        grace_until = time.monotonic() + self.slice
+        while True:
+            try:
+                raw = self.store.get(key).decode() if self.store.check([key]) else ""
+            except Exception:  # store gone with a dead rank: the message says the ranks are unknown
+                return None
+            arrived = {int(part) for part in raw.split(",") if part}
+            if len(arrived) >= self.world - 1 or time.monotonic() >= grace_until:
+                return tuple(r for r in range(self.world) if r not in arrived)
+            time.sleep(0.05)
 
 
 def _missing_text(missing: tuple[int, ...] | None) -> str:

@@ -18,13 +18,19 @@ SLACK = 4.0
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("world", [2, 3])
-def test_writer_progressing_for_several_timeouts_finishes_on_every_rank(tmp_path, world):
-    # 16 chunks 0.5 s apart: 8 s of steady writing against a 2 s stall timeout.
+@pytest.mark.parametrize(("world", "backend"), [(2, "gloo"), (3, "gloo"), (2, "cuda:gloo")])
+def test_writer_progressing_for_several_timeouts_finishes_on_every_rank(tmp_path, world, backend):
+    # 16 chunks 0.5 s apart: 8 s of steady writing against a 2 s stall timeout. "cuda:gloo" is a
+    # default group with no CPU backend, as with nccl or xccl: the barrier runs on the gloo side group.
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     outcomes = run_ranks(
-        workers.slow_writer, world, tmp_path / "ranks", deadline=60, args=(str(ckpt), 2.0, 16, 0.5)
+        workers.slow_writer,
+        world,
+        tmp_path / "ranks",
+        deadline=60,
+        args=(str(ckpt), 2.0, 16, 0.5),
+        backend=backend,
     )
     assert all(o.ok for o in outcomes), outcomes
     for o in outcomes:
