@@ -221,9 +221,12 @@ def writing(path: str, handle: IO[bytes]) -> Iterator[IO[bytes]]:
             _activity.phase = "busy"
 
 
-def read(store: Any) -> dict[str, Any] | None:
-    """Rank 0's last published record, or None where it never published (or progress is off)."""
-    if not store.check([RECORD_KEY]):
+def read(store: Any, *, exists: bool = False) -> dict[str, Any] | None:
+    """Rank 0's last published record, or None where it never published (or progress is off).
+
+    `exists`: the key was seen before (it is never deleted), so one `get` is enough.
+    """
+    if not exists and not store.check([RECORD_KEY]):
         return None
     record: dict[str, Any] = json.loads(store.get(RECORD_KEY))
     return record

@@ -328,6 +328,7 @@ class _Wait:
             rank0_here=rank == 0,
         )
         self.marked = False
+        self.record_exists = False
         self.verdict: progress.Verdict | None = None
 
     def until_done(self, work: Any, group: Any) -> None:
@@ -364,7 +365,9 @@ class _Wait:
         if not self.use_progress:
             return None
         try:
-            return progress.read(self.store)
+            record = progress.read(self.store, exists=self.record_exists)
+            self.record_exists = record is not None
+            return record
         except Exception as exc:  # the store went away (its host died): judge without it
             get_logger().warning("could not read rank 0's progress from the store: %s", exc)
             self.use_progress = False
