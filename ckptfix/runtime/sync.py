@@ -39,6 +39,8 @@ _MAX_RANKS_TO_NAME = 4096
 # polls every max(interval, world / this) seconds (4 s at 4,096 ranks), so the store's load from a long
 # checkpoint write does not grow with the world size.
 _STORE_READS_PER_SECOND = 1000.0
+# Up to this many ranks, a fast failure waits up to one interval for the survivors' arrival marks.
+_GRACE_MAX_RANKS = 256
 # Process groups and operations given up on (see _abandon): referenced until the process ends.
 _abandoned_objects: list[Any] = []
 
@@ -430,12 +432,15 @@ class _Wait:
         """Ranks without an arrival mark for this barrier; None when the store cannot tell."""
         if self.store is None or self.world > _MAX_RANKS_TO_NAME:
             return None
+        # A collective that failed within the first interval (a peer's connection closed) fails here
+        # before the other survivors have marked their arrival: give them up to one interval, and stop
+        # as soon as all but one rank are marked (one dead rank, the usual case, costs milliseconds).
+        # Past _GRACE_MAX_RANKS the polling itself would load the store: one read, names may be short.
+        early = not self.marked
         self._mark_arrival()
-        # A collective that failed fast (a peer's connection closed) may fail here before the other
-        # survivors have marked their arrival: give them up to one interval, and stop as soon as all
-        # but one rank are marked (one dead rank, the usual case, costs milliseconds).
         key = _arrival_key(self.sequence)
-        grace_until = time.monotonic() + self.slice
+        grace = self.slice if early and self.world <= _GRACE_MAX_RANKS else 0.0
+        grace_until = time.monotonic() + grace
         while True:
             try:
                 raw = self.store.get(key).decode() if self.store.check([key]) else ""
