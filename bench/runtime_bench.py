@@ -62,6 +62,30 @@ def _count_store_ops(counts: Counter[str]) -> None:
     sync._store = lambda dist: _CountingStore(real(dist), counts, "barrier")  # type: ignore[assignment]
 
 
+def _barrier_before_issue_14(dist: Any) -> Callable[[], None]:
+    """The normal path of checkpoint_barrier before this branch: every rank set its arrival key in the
+    store, then the same timed all_reduce of two integers on the side group, waited for in one go."""
+    import torch
+
+    from ckptfix.runtime import sync
+
+    group = sync._state.side_group
+    store = dist.distributed_c10d._get_default_store()
+    rank = dist.get_rank()
+    sequence = [0]
+
+    def barrier() -> None:
+        sequence[0] += 1
+        store.set(f"bench/arrival/{rank}", str(sequence[0]))
+        status = torch.tensor([0, 0], dtype=torch.int32)
+        options = dist.AllreduceOptions()
+        options.reduceOp = dist.ReduceOp.MAX
+        options.timeout = timedelta(seconds=120)
+        group.allreduce([status], options).wait()
+
+    return barrier
+
+
 def _barrier_rank(
     rank: int, world: int, port: int, rounds: int, per_round: int, slow: float, queue: Any
 ) -> None:
@@ -76,12 +100,16 @@ def _barrier_rank(
     init_sync()
     plain: list[float] = []
     ours: list[float] = []
+    before: list[float] = []
+    previous = _barrier_before_issue_14(dist)
     for _ in range(per_round):  # warm-up: connections, first-call costs
         dist.barrier()
         checkpoint_barrier()
+        previous()
     counts.clear()
     for _ in range(rounds):
-        for fn, sink in ((dist.barrier, plain), (checkpoint_barrier, ours)):
+        # `previous` talks to the store directly, not through the counting proxy: the counts are ours.
+        for fn, sink in ((dist.barrier, plain), (checkpoint_barrier, ours), (previous, before)):
             started = time.perf_counter()
             for _ in range(per_round):
                 fn()
@@ -97,7 +125,7 @@ def _barrier_rank(
         checkpoint_barrier()
     slow_ops = counts["barrier"] / slow_rounds
     publisher_ops = counts["publisher"] / slow_rounds
-    queue.put((rank, plain, ours, fast_ops, slow_ops, publisher_ops))
+    queue.put((rank, plain, ours, fast_ops, slow_ops, publisher_ops, before))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -121,6 +149,7 @@ def bench_barriers(world: int, rounds: int, per_round: int, slow: float) -> dict
         proc.join(60)
     by_rank = {r[0]: r for r in results}
     return {
+        "before": by_rank[0][6],
         "plain": by_rank[0][1],
         "ours": by_rank[0][2],
         "fast_ops": sum(r[3] for r in results),
@@ -151,8 +180,9 @@ def _save_rank(rank: int, world: int, port: int, size_mb: int, rounds: int, queu
         with tempfile.TemporaryDirectory(dir=ROOT) as directory:
             path = os.path.join(directory, "checkpoint.pt")
             atomic_save(state, path)  # warm-up
-            for _ in range(rounds):
-                for mode in ("on", "off"):
+            for index in range(rounds):
+                # ABBA order: neither variant always runs right after the other's file was replaced.
+                for mode in ("on", "off") if index % 2 == 0 else ("off", "on"):
                     if mode == "on":
                         progress.writing = real_writing  # type: ignore[assignment]
                         from ckptfix.runtime.sync import ensure_progress_publisher
@@ -236,6 +266,47 @@ def _spread(values: list[float], scale: float, unit: str) -> str:
     )
 
 
+def _barrier_table(args: argparse.Namespace) -> None:
+    print(
+        "\n| barrier (gloo) | ranks | dist.barrier() | checkpoint_barrier() | ratio "
+        "| before issue 14: ratio | store ops per barrier, all ranks | per slow barrier: waiters "
+        "| rank 0's publisher |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for world in args.worlds:
+        per_round = max(10, args.barriers * 2 // world)
+        figures = bench_barriers(world, args.rounds, per_round, args.slow_seconds)
+        plain, ours = figures["plain"], figures["ours"]
+        ratio = statistics.median(ours) / statistics.median(plain)
+        before = statistics.median(figures["before"]) / statistics.median(plain)
+        cells = f"{_spread(plain, 1e3, 'ms')} | {_spread(ours, 1e3, 'ms')}"
+        print(
+            f"| per call | {world} | {cells} | {ratio:.2f}x | {before:.2f}x | {figures['fast_ops']:.2f} "
+            f"| {figures['slow_ops']:.0f} | {figures['publisher_ops']:.0f} |"
+        )
+    print(
+        f"\n(slow barrier: rank 0 busy {args.slow_seconds:g} s before it; the publisher writes once and "
+        "checks for an abandonment once per second, whatever the world size)"
+    )
+
+
+def _progress_table(args: argparse.Namespace) -> None:
+    print(
+        "\n| save on rank 0 of 2 | size | progress off (before issue 14) | progress on "
+        "| on / off (medians) | on / off (minima) | on / off (median of paired rounds) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for size in args.sizes_mb:
+        if size < 100:
+            continue
+        times = bench_progress_save(size, args.progress_rounds)
+        ratio = statistics.median(times["on"]) / statistics.median(times["off"])
+        cells = f"{_spread(times['off'], 1.0, 's')} | {_spread(times['on'], 1.0, 's')}"
+        low = min(times["on"]) / min(times["off"])
+        paired = statistics.median(on / off for on, off in zip(times["on"], times["off"], strict=True))
+        print(f"| per save | {size} MB | {cells} | {ratio:.3f}x | {low:.3f}x | {paired:.3f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,6 +316,13 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[1, 200])
     parser.add_argument("--worlds", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument(
+        "--tables",
+        nargs="+",
+        choices=["barriers", "progress", "saves"],
+        default=["barriers", "progress", "saves"],
+    )
+    parser.add_argument("--progress-rounds", type=int, default=15, help="rounds of the progress on/off pair")
+    parser.add_argument(
         "--slow-seconds", type=float, default=3.0, help="rank 0's busy time before a slow barrier"
     )
     args = parser.parse_args()
@@ -253,34 +331,12 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, medians of {args.rounds} rounds")
-    print(
-        "\n| barrier (gloo) | ranks | dist.barrier() | checkpoint_barrier() | ratio "
-        "| store ops per barrier, all ranks | per slow barrier: waiters | rank 0's publisher |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for world in args.worlds:
-        per_round = max(10, args.barriers * 2 // world)
-        figures = bench_barriers(world, args.rounds, per_round, args.slow_seconds)
-        plain, ours = figures["plain"], figures["ours"]
-        ratio = statistics.median(ours) / statistics.median(plain)
-        cells = f"{_spread(plain, 1e3, 'ms')} | {_spread(ours, 1e3, 'ms')}"
-        print(
-            f"| per call | {world} | {cells} | {ratio:.2f}x | {figures['fast_ops']:.2f} "
-            f"| {figures['slow_ops']:.0f} | {figures['publisher_ops']:.0f} |"
-        )
-    print(
-        f"\n(slow barrier: rank 0 busy {args.slow_seconds:g} s before it; the publisher writes once and "
-        "checks for an abandonment once per second, whatever the world size)"
-    )
-    print("\n| save on rank 0 of 2 | size | progress off (before issue 14) | progress on | on / off |")
-    print("|---|---|---|---|---|")
-    for size in args.sizes_mb:
-        if size < 100:
-            continue
-        times = bench_progress_save(size, max(args.rounds, 9))
-        ratio = statistics.median(times["on"]) / statistics.median(times["off"])
-        cells = f"{_spread(times['off'], 1.0, 's')} | {_spread(times['on'], 1.0, 's')}"
-        print(f"| per save | {size} MB | {cells} | {ratio:.3f}x |")
+    if "barriers" in args.tables:
+        _barrier_table(args)
+    if "progress" in args.tables:
+        _progress_table(args)
+    if "saves" not in args.tables:
+        return
     print("\n| save | size | torch.save | torch.save+fsync | atomic_save | atomic / durable |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes_mb:
