@@ -342,7 +342,11 @@ class _Wait:
                 return
             except RuntimeError:
                 if work.is_completed():
-                    raise  # the collective itself failed (a peer's connection closed, gloo's timeout)
+                    # Either the collective itself failed (a peer's connection closed, gloo's own
+                    # timeout), or it completed just after our slice ran out (seen at 8 ranks here):
+                    # waiting again returns at once, with its result or its real error.
+                    work.wait()
+                    return
             # Our slice ran out, the collective is still pending.
             self._mark_arrival()
             now = time.monotonic()

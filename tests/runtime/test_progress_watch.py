@@ -132,3 +132,36 @@ def test_progress_file_chunks_and_syncs(monkeypatch, tmp_path):
     assert synced == [99]  # after 30 bytes; 12 unsynced remain for the final fsync
     assert handle.getvalue() == b"x" * 42
     assert wrapped.fileno() == 99
+
+
+class _RacingWork:
+    """A collective that completes just after the waiter's slice ran out (seen at 8 ranks)."""
+
+    def __init__(self) -> None:
+        self.waits: list[object] = []
+
+    def wait(self, timeout: object = None) -> bool:
+        self.waits.append(timeout)
+        if timeout is not None:
+            raise RuntimeError("Operation timed out!")
+        return True
+
+    def is_completed(self) -> bool:
+        return True
+
+
+def test_a_collective_completing_as_the_slice_ends_is_a_pass_not_a_failure():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from ckptfix.runtime import sync
+
+    dist = SimpleNamespace(
+        group=SimpleNamespace(WORLD=SimpleNamespace()),
+        get_backend_config=lambda: "cpu:gloo",
+        default_pg_timeout=timedelta(minutes=30),
+    )
+    wait = sync._Wait(dist, None, "checkpoint", 1, 1, 2, 2.0, 0.0)  # type: ignore[arg-type]
+    work = _RacingWork()
+    wait.until_done(work, None)
+    assert len(work.waits) == 2 and work.waits[1] is None
