@@ -1,8 +1,10 @@
 """Cost of the runtime's safety against what users would otherwise run.
 
 - checkpoint_barrier (an all_reduce of two integers on a gloo group, waited for in slices; no store
-  traffic unless it waits longer than one progress interval) against a plain dist.barrier(), on
-  real gloo groups of 2, 4, 8 and 16 ranks, with the store operations each made (counted on every
+  traffic unless it waits longer than one progress interval) against a plain dist.barrier() and
+  against checkpoint_barrier as it was before issue 14 (its sync.py read from git at
+  BEFORE_REVISION: a store mark per rank, then the same all_reduce), on real gloo groups of 2, 4, 8
+  and 16 ranks, with the store operations each made (counted on every
   rank's client: the server serves exactly these);
 - a slow barrier (rank 0 busy for --slow-seconds before it): the store operations it costs, split
   into the waiting ranks' and rank 0's progress publisher's;
@@ -62,32 +64,44 @@ def _count_store_ops(counts: Counter[str]) -> None:
     sync._store = lambda dist: _CountingStore(real(dist), counts, "barrier")  # type: ignore[assignment]
 
 
-def _barrier_before_issue_14(dist: Any) -> Callable[[], None]:
-    """The normal path of checkpoint_barrier before this branch: every rank set its arrival key in the
-    store, then the same timed all_reduce of two integers on the side group, waited for in one go."""
-    import torch
+BEFORE_REVISION = "9865ee1"  # the last commit before issue 14's branch
 
-    from ckptfix.runtime import sync
 
-    group = sync._state.side_group
-    store = dist.distributed_c10d._get_default_store()
-    rank = dist.get_rank()
-    sequence = [0]
+def _load_sync_before(source: str) -> Any:
+    """ckptfix.runtime.sync as it was at BEFORE_REVISION (its source, read by the parent with git)."""
+    import types
 
-    def barrier() -> None:
-        sequence[0] += 1
-        store.set(f"bench/arrival/{rank}", str(sequence[0]))
-        status = torch.tensor([0, 0], dtype=torch.int32)
-        options = dist.AllreduceOptions()
-        options.reduceOp = dist.ReduceOp.MAX
-        options.timeout = timedelta(seconds=120)
-        group.allreduce([status], options).wait()
+    module = types.ModuleType("ckptfix.runtime._sync_before_issue_14")
+    module.__file__ = f"<{BEFORE_REVISION}:ckptfix/runtime/sync.py>"
+    sys.modules[module.__name__] = module  # dataclasses look their module up while building
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
 
-    return barrier
+
+def _sync_source_before() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "show", f"{BEFORE_REVISION}:ckptfix/runtime/sync.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _barrier_rank(
-    rank: int, world: int, port: int, rounds: int, per_round: int, slow: float, queue: Any
+    rank: int,
+    world: int,
+    port: int,
+    rounds: int,
+    per_round: int,
+    slow: float,
+    before_source: str | None,
+    queue: Any,
 ) -> None:
     import torch.distributed as dist
 
@@ -101,14 +115,19 @@ def _barrier_rank(
     plain: list[float] = []
     ours: list[float] = []
     before: list[float] = []
-    previous = _barrier_before_issue_14(dist)
+    if before_source is not None:
+        old = _load_sync_before(before_source)
+        old.init_sync()  # its own side group: a collective, every rank makes it here
+        previous = old.checkpoint_barrier
+    else:
+        previous = dist.barrier
     for _ in range(per_round):  # warm-up: connections, first-call costs
         dist.barrier()
         checkpoint_barrier()
         previous()
     counts.clear()
     for _ in range(rounds):
-        # `previous` talks to the store directly, not through the counting proxy: the counts are ours.
+        # The earlier module has its own _store (not the counting proxy): the counts are ours only.
         for fn, sink in ((dist.barrier, plain), (checkpoint_barrier, ours), (previous, before)):
             started = time.perf_counter()
             for _ in range(per_round):
@@ -139,7 +158,10 @@ def bench_barriers(world: int, rounds: int, per_round: int, slow: float) -> dict
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [
-        ctx.Process(target=_barrier_rank, args=(r, world, port, rounds, per_round, slow, queue))
+        ctx.Process(
+            target=_barrier_rank,
+            args=(r, world, port, rounds, per_round, slow, _sync_source_before(), queue),
+        )
         for r in range(world)
     ]
     for proc in procs:
@@ -269,10 +291,10 @@ def _spread(values: list[float], scale: float, unit: str) -> str:
 def _barrier_table(args: argparse.Namespace) -> None:
     print(
         "\n| barrier (gloo) | ranks | dist.barrier() | checkpoint_barrier() | ratio "
-        "| before issue 14: ratio | store ops per barrier, all ranks | per slow barrier: waiters "
+        "| before issue 14 | ratio | store ops per barrier, all ranks | per slow barrier: waiters "
         "| rank 0's publisher |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for world in args.worlds:
         per_round = max(10, args.barriers * 2 // world)
         figures = bench_barriers(world, args.rounds, per_round, args.slow_seconds)
@@ -281,7 +303,8 @@ def _barrier_table(args: argparse.Namespace) -> None:
         before = statistics.median(figures["before"]) / statistics.median(plain)
         cells = f"{_spread(plain, 1e3, 'ms')} | {_spread(ours, 1e3, 'ms')}"
         print(
-            f"| per call | {world} | {cells} | {ratio:.2f}x | {before:.2f}x | {figures['fast_ops']:.2f} "
+            f"| per call | {world} | {cells} | {ratio:.2f}x | {_spread(figures['before'], 1e3, 'ms')} "
+            f"| {before:.2f}x | {figures['fast_ops']:.2f} "
             f"| {figures['slow_ops']:.0f} | {figures['publisher_ops']:.0f} |"
         )
     print(

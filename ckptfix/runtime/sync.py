@@ -63,6 +63,8 @@ class _SyncState:
     sequence: int = 0
     broken: str | None = None
     pending: list[SaveFailure] = field(default_factory=list)
+    # The default group's own timeout, read once (it cannot change while the group lives).
+    pg_timeout: float | None = None
 
 
 _state = _SyncState()
@@ -238,7 +240,9 @@ def _synchronize(name: str, seconds: float) -> None:
         torch_version=torch.__version__,
     )
     started = time.monotonic()
-    wait = _Wait(dist, store, name, sequence, rank, world, seconds, started)
+    if state.pg_timeout is None:
+        state.pg_timeout = _process_group_timeout(dist)
+    wait = _Wait(store, name, sequence, rank, world, seconds, started, state.pg_timeout)
     try:
         if path == "side_group" and state.side_group is None:
             # Creating the group is itself a wait for every rank: bounded by this barrier's timeout.
@@ -303,7 +307,6 @@ class _Wait:
 
     def __init__(
         self,
-        dist: ModuleType,
         store: Any,
         name: str,
         sequence: int,
@@ -311,27 +314,35 @@ class _Wait:
         world: int,
         seconds: float,
         started: float,
+        pg_timeout: float,
     ) -> None:
-        self.dist, self.store, self.name = dist, store, name
+        self.store, self.name = store, name
         self.sequence, self.rank, self.world = sequence, rank, world
         self.seconds, self.started = seconds, started
         interval = settings.progress_interval()
         self.use_progress = interval > 0 and store is not None
         self.slice = interval if interval > 0 else settings.DEFAULT_PROGRESS_INTERVAL
         self.poll = max(self.slice, world / _STORE_READS_PER_SECOND)
-        self.pg_timeout = _process_group_timeout(dist)
-        self.ceiling = max(settings.ceiling(), seconds, self.pg_timeout)
-        self.watch = progress.Watch(
-            sequence=sequence,
-            timeout=seconds,
-            busy_allowance=self.pg_timeout,
-            ceiling=self.ceiling,
-            started=started,
-            rank0_here=rank == 0,
-        )
+        self.pg_timeout = pg_timeout
+        self.ceiling = max(settings.ceiling(), seconds, pg_timeout)
+        self._watch: progress.Watch | None = None
         self.marked = False
         self.record_exists = False
         self.verdict: progress.Verdict | None = None
+
+    @property
+    def watch(self) -> progress.Watch:
+        """The judgement of rank 0, made only when a barrier is slow (the fast path stays lean)."""
+        if self._watch is None:
+            self._watch = progress.Watch(
+                sequence=self.sequence,
+                timeout=self.seconds,
+                busy_allowance=self.pg_timeout,
+                ceiling=self.ceiling,
+                started=self.started,
+                rank0_here=self.rank == 0,
+            )
+        return self._watch
 
     def until_done(self, work: Any, group: Any) -> None:
         """Wait for `work`, judging rank 0 between slices; raise _GaveUp (work left pending) or its error."""

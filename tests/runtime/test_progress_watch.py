@@ -151,17 +151,9 @@ class _RacingWork:
 
 
 def test_a_collective_completing_as_the_slice_ends_is_a_pass_not_a_failure():
-    from datetime import timedelta
-    from types import SimpleNamespace
-
     from ckptfix.runtime import sync
 
-    dist = SimpleNamespace(
-        group=SimpleNamespace(WORLD=SimpleNamespace()),
-        get_backend_config=lambda: "cpu:gloo",
-        default_pg_timeout=timedelta(minutes=30),
-    )
-    wait = sync._Wait(dist, None, "checkpoint", 1, 1, 2, 2.0, 0.0)  # type: ignore[arg-type]
+    wait = sync._Wait(None, "checkpoint", 1, 1, 2, 2.0, 0.0, 1800.0)
     work = _RacingWork()
     wait.until_done(work, None)
     assert len(work.waits) == 2 and work.waits[1] is None
