@@ -119,7 +119,10 @@ def _shared_options(func: F) -> F:
             "--style",
             type=click.Choice(["runtime", "inline"]),
             default=None,
-            help="Rewrite style: import ckptfix.runtime, or plain torch.distributed code.",
+            help=(
+                "Rewrite style: import ckptfix.runtime (barriers wait while a write progresses), or plain "
+                "torch.distributed code (fixed barrier deadlines; see `ckptfix explain CKP002`)."
+            ),
         ),
         click.option(
             "--barrier-timeout",

@@ -101,6 +101,16 @@ RULES: dict[str, Rule] = {
                 function whose callers ckptfix cannot see (nothing in the file calls it, it is passed as a
                 value or registered as a hook, it is a method of a framework's class): the barrier is its
                 callers' to place, and the finding says so.
+                Which style: with --style runtime (the default) the timeout is a stall timeout. The
+                barrier keeps waiting while the main process's atomic_save makes progress, or while the
+                main process is alive and busy with something else under its guard (validation, an
+                upload) up to the process group's own timeout, as the job waited before the rewrite; it
+                fails on every rank, saying how far the write got, when the write stops for the timeout,
+                when the main process dies, or at a hard ceiling (CKPTFIX_BARRIER_CEILING, 6 h). With
+                --style inline it is a fixed deadline: dist.barrier(timeout=...) fails a healthy write
+                that takes longer, so pick runtime for large checkpoints or slow shared storage, and with
+                inline set --barrier-timeout above the longest write plus whatever else runs under the
+                guard.
                 """
             ),
             before=_text(

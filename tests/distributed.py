@@ -47,6 +47,7 @@ def _rank_main(
     args: tuple[Any, ...],
     env: dict[str, str],
     backend: str,
+    pg_timeout: float,
 ) -> None:
     os.environ.update(env)
     logging.basicConfig(
@@ -57,7 +58,9 @@ def _rank_main(
     import torch.distributed as dist
 
     store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=timedelta(seconds=60))
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    dist.init_process_group(
+        backend, store=store, rank=rank, world_size=world, timeout=timedelta(seconds=pg_timeout)
+    )
     started = time.monotonic()
     record: dict[str, Any] = {}
     try:
@@ -82,9 +85,11 @@ def run_ranks(
     args: tuple[Any, ...] = (),
     env: dict[str, str] | None = None,
     backend: str = "gloo",
+    pg_timeout: float = 60.0,
 ) -> list[RankOutcome]:
     """Run `worker(rank, world, *args)` on `world` gloo ranks; kill whatever is alive after `deadline` s.
 
+    `pg_timeout` is the default group's own timeout (init_process_group's), which a busy rank 0 gets.
     The rendezvous store lives in this process, as torchrun's lives in its agent, so it outlives
     any rank that dies or gives up.
     """
@@ -97,7 +102,7 @@ def run_ranks(
     procs = [
         ctx.Process(
             target=_rank_main,
-            args=(worker, rank, world, port, str(out_dir), args, dict(env or {}), backend),
+            args=(worker, rank, world, port, str(out_dir), args, dict(env or {}), backend, pg_timeout),
             daemon=True,
         )
         for rank in range(world)

@@ -14,6 +14,7 @@ import tempfile
 import time
 from typing import IO, Any
 
+from ckptfix.runtime import progress
 from ckptfix.runtime.logs import get_logger
 
 TEMP_SUFFIX = ".ckptfix-tmp"
@@ -53,6 +54,10 @@ def atomic_save(obj: object, path: str | os.PathLike[str] | IO[bytes], **torch_s
     On any failure the temp file is removed, the previous file at `path` is untouched, and the
     original exception propagates (the caller's `except` reports it). A file object (e.g. BytesIO)
     cannot be replaced atomically and is passed straight to torch.save.
+
+    On rank 0 of a process group, the bytes written so far are published in the store while the
+    write runs (see ckptfix.runtime.progress), so the ranks waiting at the next barrier keep waiting
+    while the write progresses, and give up soon after it stops.
     """
     import torch
 
@@ -66,13 +71,16 @@ def atomic_save(obj: object, path: str | os.PathLike[str] | IO[bytes], **torch_s
     logger = get_logger()
     logger.info("Saving %s: %s", what, target)
     started = time.monotonic()
+    from ckptfix.runtime.sync import ensure_progress_publisher
+
+    ensure_progress_publisher()
     mode = _new_file_mode(target)
     fd, temp_path = tempfile.mkstemp(
         prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX, dir=directory
     )
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle, **torch_save_kwargs)
+        with os.fdopen(fd, "wb") as handle, progress.writing(target, handle) as tracked:
+            torch.save(obj, tracked, **torch_save_kwargs)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_path, mode)

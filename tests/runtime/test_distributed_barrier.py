@@ -23,8 +23,12 @@ def test_barriers_pass_when_every_rank_arrives(tmp_path, world, use_init_sync):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(("world", "late"), [(2, 1), (2, 0), (4, 0), (4, 2)])
+@pytest.mark.parametrize(("world", "late"), [(2, 1), (4, 2), (4, 3)])
 def test_late_rank_makes_every_waiting_rank_raise_in_time(tmp_path, world, late):
+    """A rank other than the writer, late while rank 0 waits idle at the barrier: the fixed timeout.
+
+    (Rank 0 late but alive is busy under its guard: it gets the process group's own timeout now, see
+    test_progress_barrier.py.)"""
     timeout, delay = 2.0, 5.0
     outcomes = run_ranks(workers.late_rank, world, tmp_path, deadline=60, args=(late, timeout, delay))
     assert not any(o.hung for o in outcomes), "a rank was left behind"

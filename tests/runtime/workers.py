@@ -134,3 +134,76 @@ def fallback_path(rank: int, world: int, path: str, late: int | None, directory:
     except CheckpointSyncError as exc:
         return {"raised": True, "after": time.monotonic() - started, "missing": exc.missing_ranks}
     return {"raised": False}
+
+
+def _barrier_outcome(timeout: float) -> dict[str, Any]:
+    """One checkpoint barrier, timed: whether it raised, after how long, and what it said."""
+    started = time.monotonic()
+    try:
+        checkpoint_barrier(timeout=timeout)
+    except CheckpointSyncError as exc:
+        return {
+            "raised": True,
+            "after": time.monotonic() - started,
+            "missing": exc.missing_ranks,
+            "message": str(exc),
+        }
+    return {"raised": False, "after": time.monotonic() - started}
+
+
+def busy_rank0(rank: int, world: int, timeout: float, busy: float) -> dict[str, Any]:
+    """Rank 0 is busy under its guard (validation, an upload: no write) for `busy` seconds."""
+    init_sync()
+    checkpoint_barrier(timeout=timeout)
+    if rank == 0:
+        time.sleep(busy)
+    return _barrier_outcome(timeout)
+
+
+def _slow_torch_save(chunks: int, pause: float, stop_after: int | None, kill_after: int | None) -> Any:
+    """A torch.save that writes its bytes in `chunks` flushed pieces, `pause` s apart, as slow storage
+    does; it stops for good (sleeps 60 s) or SIGKILLs its process after `stop_after`/`kill_after`."""
+    import io
+    import signal
+
+    real_save = torch.save
+
+    def save(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        size = -(-len(data) // chunks)
+        for index in range(chunks):
+            if index == stop_after:
+                time.sleep(60)
+            if index == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            f.write(data[index * size : (index + 1) * size])
+            f.flush()
+            time.sleep(pause)
+
+    return save
+
+
+def slow_writer(
+    rank: int,
+    world: int,
+    directory: str,
+    timeout: float,
+    chunks: int,
+    pause: float,
+    stop_after: int | None = None,
+    kill_after: int | None = None,
+) -> dict[str, Any]:
+    """Rank 0 writes a ~1 MB checkpoint through atomic_save at a pace (or stops, or dies) while the
+    others wait at the barrier after it."""
+    init_sync()
+    checkpoint_barrier(timeout=timeout)
+    path = os.path.join(directory, "checkpoint.pt")
+    if is_main_process():
+        torch.save = _slow_torch_save(chunks, pause, stop_after, kill_after)
+        try:
+            atomic_save({"weights": torch.arange(250_000, dtype=torch.float32)}, path)
+        except Exception as exc:
+            report_save_failure(path, exc)
+    return _barrier_outcome(timeout)
