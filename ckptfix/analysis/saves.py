@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ckptfix.analysis import catalog
 from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.tree import Tree, walk_local
+from ckptfix.project.view import EMPTY, ProjectView
 
 ArgRef = tuple[int, str]  # (positional index, keyword name) of one argument
 
@@ -26,6 +27,10 @@ class Save:
     per_rank: bool
     in_memory: bool  # the destination is an io.BytesIO: not a checkpoint
     handle_with: ast.With | None  # `with open(p, "wb") as f: torch.save(x, f)`: the with that opens f
+    # A function of another file of the project that writes (at "utils.py:10", through helpers at any
+    # depth): guarding and atomic writing are its business, the barrier after the call is the caller's.
+    through: str | None = None
+    syncs: str | None = None  # ... and meets a barrier of its own after it (where)
 
     @property
     def is_torch_save(self) -> bool:
@@ -37,8 +42,9 @@ class Save:
 
     @property
     def is_delegated(self) -> bool:
-        """`utils.save_on_master(...)`: another module's helper writes, on the main process only."""
-        return self.target in catalog.DELEGATED_MAIN_SAVES
+        """`utils.save_on_master(...)`: another module's helper writes, on the main process only; or a
+        function of another file of the project writes."""
+        return self.target in catalog.DELEGATED_MAIN_SAVES or self.through is not None
 
 
 def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
@@ -62,13 +68,23 @@ def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
 class SaveFinder:
     """Finds the saves of one module."""
 
-    def __init__(self, tree: Tree, names: Names, extra_save_functions: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tree: Tree,
+        names: Names,
+        extra_save_functions: tuple[str, ...] = (),
+        project: ProjectView = EMPTY,
+    ) -> None:
         self.tree = tree
         self.names = names
+        self.project = project
+        # Functions of the project's other files that write a checkpoint, by the name they resolve to.
+        self._project_saves = frozenset(name for name, fact in project.imported.items() if fact.saves)
         self.extra = set(extra_save_functions)
         self.extra_last = {name.rsplit(".", 1)[-1] for name in extra_save_functions}
         self._resolved_targets = frozenset(
             {catalog.TORCH_SAVE, *catalog.SAFETENSORS_SAVES, *catalog.RUNTIME_SAVES, *self.extra}
+            | self._project_saves
         )
         # Names a save is matched by without resolving (save_pretrained; user names, unresolved;
         # another module's save_on_master).
@@ -91,6 +107,8 @@ class SaveFinder:
                 return resolved
             if resolved in catalog.RUNTIME_SAVES or resolved in self.extra:
                 return resolved
+            if resolved in self._project_saves:
+                return resolved
         if isinstance(call.func, ast.Attribute) and call.func.attr == catalog.HF_SAVE_PRETRAINED:
             return catalog.HF_SAVE_PRETRAINED
         if last_name(call.func) in self._delegated:
@@ -108,6 +126,22 @@ class SaveFinder:
         target = self.target_of(node)
         if target is None or self._in_torchscript(node):
             return None  # TorchScript compiles its own subset of Python: never rewrite it
+        fact = self.project.fact(target) if target in self._project_saves else None
+        if fact is not None:
+            # Which argument is the path is the helper's to know: one that names the rank makes the
+            # call a per-rank write (not a checkpoint event) as far as this file can tell.
+            values = [*node.args, *(k.value for k in node.keywords)]
+            return Save(
+                call=node,
+                target=target,
+                obj=None,
+                dest=None,
+                per_rank=any(self._mentions_rank(v, node) for v in values),
+                in_memory=False,
+                handle_with=None,
+                through=fact.saves,
+                syncs=fact.syncs,
+            )
         obj: ArgRef | None
         obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
         if target == catalog.HF_SAVE_PRETRAINED:
@@ -171,6 +205,10 @@ class SaveFinder:
             name = last_name(node) if isinstance(node, ast.Name | ast.Attribute | ast.Call) else None
             if name is not None and is_rank_name(name):
                 return True
+            if isinstance(node, ast.Call) and self.project.imported:
+                fact = self.project.fact(self.names.resolve(node.func))
+                if fact is not None and fact.rank:
+                    return True  # `shard_suffix()` of another file returns a rank-built text
             if (
                 depth < 3
                 and isinstance(node, ast.Name)

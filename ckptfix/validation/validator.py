@@ -28,6 +28,7 @@ from ckptfix.analysis.rules.context import RuleContext
 from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import LOOPS, FunctionNode, Tree
 from ckptfix.options import Options
+from ckptfix.project.view import ProjectView
 from ckptfix.validation.effects import (
     DELETE,
     MAIN_OBJECT,
@@ -77,6 +78,8 @@ class Verdict:
 class Program:
     """One version of a module, as the validator reads it."""
 
+    ctx: RuleContext
+
     def __init__(
         self,
         source: str,
@@ -84,6 +87,7 @@ class Program:
         options: Options,
         ctx: RuleContext | None = None,
         reuse: Program | None = None,
+        project: ProjectView | None = None,
     ) -> None:
         # `reuse`: the original, when this program was built from it by `plan_ast`, sharing every
         # statement it leaves alone (a function that is another object has changed; no need to compare
@@ -91,10 +95,12 @@ class Program:
         self.derived = reuse is not None
         if ctx is None:
             tree = Tree(source, module)
-            ctx = rule_context(tree, Names(module, tree), options)
+            if project is None and reuse is not None:
+                project = reuse.ctx.project  # the same file, so the same facts of the others
+            ctx = rule_context(tree, Names(module, tree), options, project)
         self.ctx = ctx
         self.tree = ctx.tree
-        finder = SaveFinder(self.tree, ctx.names, options.extra_save_functions)
+        finder = SaveFinder(self.tree, ctx.names, options.extra_save_functions, ctx.project)
         self.effects = EffectClassifier(self.tree, ctx.names, finder, set(ctx.guards.main_only))
         self.evaluator: Evaluator = Evaluator(
             ctx, self.effects, reuse.evaluator if reuse is not None else None

@@ -6,7 +6,6 @@ import ast
 import re
 from collections.abc import Callable
 
-from ckptfix.analysis.collectives import contains_collective
 from ckptfix.analysis.guards import Guard, Kind, is_job_wide_test
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import CallEdit, Edit, GuardTest, InlineAtomic, WrapGuard
@@ -313,7 +312,7 @@ class SaveRules(BarrierPlacement, Destinations):
                 isinstance(prev, ast.Assign)
                 and all(isinstance(t, ast.Name) for t in prev.targets)
                 and self.tree.alone_on_line(prev)
-                and not contains_collective(prev, self.names, self.module_functions)
+                and not self._contains_collective(prev)
             ):
                 return None
         assigned = {
@@ -358,7 +357,7 @@ class SaveRules(BarrierPlacement, Destinations):
         return count
 
     def _success_only(self, stmt: ast.stmt, dest: str | None) -> bool:
-        if contains_collective(stmt, self.names, self.module_functions):
+        if self._contains_collective(stmt):
             return False
         if isinstance(stmt, ast.If) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt.test)):
             return all(self._success_only(s, dest) for s in (*stmt.body, *stmt.orelse))
