@@ -7,6 +7,7 @@ import ast
 from dataclasses import dataclass
 
 from ckptfix.analysis import catalog
+from ckptfix.analysis.callbacks import triggers
 from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.tree import Tree, walk_local
 from ckptfix.project.view import EMPTY, ProjectView
@@ -80,6 +81,16 @@ class SaveFinder:
         self.project = project
         # Functions of the project's other files that write a checkpoint, by the name they resolve to.
         self._project_saves = frozenset(name for name, fact in project.imported.items() if fact.saves)
+        # Calls of a loop variable over a callback list that holds one of those (`for cb in hooks: cb()`).
+        self._triggers = (
+            {
+                key: names_
+                for key, (_, elements) in triggers(tree).items()
+                if (names_ := [r for e in elements if (r := names.resolve(e)) in self._project_saves])
+            }
+            if self._project_saves
+            else {}
+        )
         self.extra = set(extra_save_functions)
         self.extra_last = {name.rsplit(".", 1)[-1] for name in extra_save_functions}
         self._resolved_targets = frozenset(
@@ -94,6 +105,8 @@ class SaveFinder:
         self._loads: dict[int, list[tuple[str, int]]] = {}
 
     def target_of(self, call: ast.Call) -> str | None:
+        if self._triggers and id(call) in self._triggers:
+            return self._triggers[id(call)][0]  # a hook of another file that saves, run here
         func = call.func
         if not (
             self.names.may_resolve_to(func, self._resolved_targets)

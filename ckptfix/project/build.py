@@ -79,9 +79,13 @@ def load_project(
     respect_gitignore: bool,
     cache_dir: str | None,
     warn: Callable[[str], None],
+    root: str | None = None,
 ) -> Project:
-    """The linked model of the project the paths belong to."""
-    root, _ = find_root(paths)
+    """The linked model of the project the paths belong to (under `root`, else the nearest marked
+    directory above them)."""
+    paths = list(paths)
+    if root is None:
+        root, _ = find_root(paths)
     found = discover([root], exclude, root, False, respect_gitignore)
     files = [os.path.abspath(f) for f in found.files if f.endswith(".py")]
     files.extend(os.path.abspath(p) for p in paths if p.endswith(".py") and os.path.isfile(p))

@@ -14,6 +14,8 @@ same recognisers the rules use, so that a guard means the same here and there), 
 - every call of (or reference to) a module function of its own and of a name it imports from a
   module that may be the project's: the guard around it in its function, the imported names tested
   around it that only `link` can classify, the function it is in, and which arguments carry a rank.
+  An imported callable put in a callback list is recorded where the loop over the list calls it
+  (ckptfix.analysis.callbacks).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import ast
 import sys
 from typing import Any
 
+from ckptfix.analysis.callbacks import triggered_references
 from ckptfix.analysis.callgraph import CallGraph
 from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import GuardRecognizer, Kind
@@ -131,6 +134,8 @@ def summarize(source: str, module: ast.Module) -> Summary:
                 function, tree, names, guards, graph, imports, saves, module_functions
             )
     sites: list[dict[str, Any]] = summary["sites"]
+    # A callable of another module put in a callback list runs where the loop over the list calls it.
+    triggered = triggered_references(tree)
     for function in tree.functions:
         qual = functions.get(id(function))
         if qual is None:
@@ -151,7 +156,8 @@ def summarize(source: str, module: ast.Module) -> Summary:
             target = imports.target(node)  # type: ignore[arg-type]
             if target is not None and target[1].count(".") >= (0 if target[0] else 1):
                 to = {"level": target[0], "name": target[1], "spelled": names.resolve(node) or ""}  # type: ignore[arg-type]
-                sites.append(_site(node, to, tree, guards, graph, imports, functions))
+                for where in triggered.get(id(node), [node]):
+                    sites.append(_site(where, to, tree, guards, graph, imports, functions))
     return summary
 
 

@@ -13,6 +13,7 @@ from ckptfix.project.link import Project
 
 def write(root: Path, files: dict[str, str]) -> Path:
     """Write `files` (relative path -> source, dedented) under `root`, with a pyproject.toml marker."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").touch()
     for name, text in files.items():
         path = root / name

@@ -267,3 +267,57 @@ def test_the_view_says_where_each_fact_comes_from(tmp_path: Path) -> None:
     assert [s.where for s in helper.callers["save_checkpoint"]] == ["train.py:14"]
     caller = project.view(str(root / "train.py"))
     assert caller.imported["utils.save_checkpoint"].saves == "utils.py:6"
+
+
+HOOK_FILES = {
+    "hooks.py": """
+        import torch
+        import torch.distributed as dist
+
+
+        def save_state(state, path):
+            torch.save(state, path)
+        """,
+    "train.py": """
+        import torch
+        import torch.distributed as dist
+
+        import hooks
+
+        CALLBACKS = [hooks.save_state]
+
+
+        def main():
+            dist.init_process_group("gloo")
+            model = torch.nn.Linear(4, 4)
+            for step in range(4):
+                if dist.get_rank() == 0:
+                    for callback in CALLBACKS:
+                        callback(model.state_dict(), "ckpt.pt")
+            dist.destroy_process_group()
+
+
+        if __name__ == "__main__":
+            main()
+        """,
+}
+
+
+def test_a_hook_triggered_under_a_guard_is_main_process_code(tmp_path: Path) -> None:
+    root = write(tmp_path, HOOK_FILES)
+    hook = codes(check(root, "hooks.py"))
+    assert "CKP001" not in hook and "CKP002" not in hook
+    assert "barrier" not in fix(root, "hooks.py", unsafe=True)
+    trigger = [f for f in check(root, "train.py") if f.code == "CKP002"]
+    assert [f.line for f in trigger] == [15] and trigger[0].fixable
+    assert "checkpoint_barrier" in fix(root, "train.py")
+
+
+def test_a_callback_list_bound_twice_is_not_followed(tmp_path: Path) -> None:
+    files = dict(HOOK_FILES)
+    files["train.py"] = files["train.py"].replace(
+        "CALLBACKS = [hooks.save_state]", "CALLBACKS = [hooks.save_state]\n        CALLBACKS = []"
+    )
+    root = write(tmp_path, files)
+    assert "CKP002" not in codes(check(root, "train.py"))  # the call of `callback` is no known save
+    assert "CKP001" in codes(check(root, "hooks.py"))  # where the hook runs is not seen
