@@ -93,6 +93,7 @@ def load_project(
     index = ModuleIndex(root, files)
     store = SummaryStore(cache_dir, root)
     summaries: dict[str, Summary] = {}
+    opaque: dict[str, frozenset[str]] = {}
     keys: dict[str, str] = {}
     pending: list[str] = []
     for path in files:
@@ -102,10 +103,10 @@ def load_project(
             continue  # the run reports unreadable files it was asked for; others just add no fact
         keys[path] = content_key(data)
         if _may_define_facts(data):
-            _add(path, data, keys[path], store, summaries)
+            _add(path, data, keys[path], store, summaries, opaque, warn)
         else:
             pending.append(path)
-    project = Project(index, summaries, _library_files(root, files, summaries))
+    project = Project(index, summaries, _library_files(root, files, summaries), opaque)
     for _ in range(_MAX_ROUNDS):
         names = _fact_names(project)
         if not pending or not names:
@@ -118,23 +119,40 @@ def load_project(
             except FileError:
                 continue
             if pattern.search(data) and content_key(data) == keys[path]:
-                _add(path, data, keys[path], store, summaries)
+                _add(path, data, keys[path], store, summaries, opaque, warn)
                 joined.append(path)
         if not joined:
             break
         pending = [p for p in pending if p not in set(joined)]
-        project = Project(index, summaries, _library_files(root, files, summaries))
+        project = Project(index, summaries, _library_files(root, files, summaries), opaque)
     problem = store.save()
     if problem is not None:
         warn(problem)
     return project
 
 
-def _add(path: str, data: bytes, key: str, store: SummaryStore, summaries: dict[str, Summary]) -> None:
+_IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _add(
+    path: str,
+    data: bytes,
+    key: str,
+    store: SummaryStore,
+    summaries: dict[str, Summary],
+    opaque: dict[str, frozenset[str]],
+    warn: Callable[[str], None],
+) -> None:
     summary = store.get(key)
     if summary is None:
-        summary = _summarize(path, data)
+        try:
+            summary = _summarize(path, data)
+        except Exception as exc:  # a bug of ours: this file's facts become unknown, the run goes on
+            warn(f"{path}: cannot summarise for cross-file facts ({type(exc).__name__}: {exc})")
+            summary = None
         if summary is None:
+            # Not Python we can read: any function it names may be called there, on any ranks.
+            opaque[path] = frozenset(name.decode() for name in _IDENTIFIER.findall(data))
             return
         store.put(key, summary)
     summaries[path] = summary
@@ -148,7 +166,7 @@ def _summarize(path: str, data: bytes) -> Summary | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = ast.parse(source, filename=path)
-    except (FileError, SyntaxError, ValueError, UnicodeError):
+    except (FileError, SyntaxError, ValueError, UnicodeError, MemoryError, RecursionError):
         return None
     return summarize(source.removeprefix("\ufeff"), module)
 

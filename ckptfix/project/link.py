@@ -29,11 +29,15 @@ class Project:
         index: ModuleIndex,
         summaries: Mapping[str, Summary],
         library_files: frozenset[str] = frozenset(),
+        opaque: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.index = index
         self.root = index.root
         self.summaries = summaries
         self.library_files = library_files
+        # Files that could not be summarised (not valid Python), with the identifiers they spell: a
+        # function named there may be called there, where ckptfix cannot see on which ranks.
+        self.opaque = dict(opaque or {})
         # Sites by the function they reach, and sites by the function they are in.
         self.callers: dict[FunctionKey, list[tuple[str, dict[str, Any]]]] = {}
         self.outgoing: dict[FunctionKey, list[FunctionKey]] = {}
@@ -168,7 +172,7 @@ class Project:
         decorated = self.decorator_kind(key)
         if decorated:
             return decorated
-        if self._library(key):
+        if self._library(key) or self._named_in_opaque(key[0], key[1]):
             return 0
         sites = self.callers.get(key, [])
         if not sites:
@@ -182,6 +186,10 @@ class Project:
                 return 0
             kinds.append(kind)
         return min(kinds)
+
+    def _named_in_opaque(self, path: str, qual: str) -> str | None:
+        name = qual.rsplit(".", 1)[-1]
+        return next((p for p, names in self.opaque.items() if p != path and name in names), None)
 
     def _library(self, key: FunctionKey) -> bool:
         return key[0] in self.library_files and not key[1].split(".")[-1].startswith("_")
@@ -232,6 +240,10 @@ class Project:
                 for caller_path, site in self.callers.get((path, qual), [])
                 if caller_path != path
             ]
+            unread = self._named_in_opaque(path, qual)
+            if unread is not None:
+                where = f"{os.path.relpath(unread, self.root)} (not readable as Python)"
+                external.append(ExternalSite(where=where, call=False, guard=0))
             if external:
                 callers[qual] = tuple(external)
         library = frozenset(q for q in summary["functions"] if self._library((path, q)))

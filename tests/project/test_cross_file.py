@@ -321,3 +321,12 @@ def test_a_callback_list_bound_twice_is_not_followed(tmp_path: Path) -> None:
     root = write(tmp_path, files)
     assert "CKP002" not in codes(check(root, "train.py"))  # the call of `callback` is no known save
     assert "CKP001" in codes(check(root, "hooks.py"))  # where the hook runs is not seen
+
+
+def test_a_file_that_cannot_be_parsed_makes_the_functions_it_names_unknown(tmp_path: Path) -> None:
+    broken = TRAIN_GUARDED.replace("def main():", "def main(:").replace("train", "other")
+    root = write(tmp_path, {"train.py": TRAIN_GUARDED, "utils.py": UTILS, "broken.py": broken})
+    helper = check(root, "utils.py")
+    assert "CKP001" in codes(helper)  # no longer provably main-process code
+    ckp002 = next(f for f in helper if f.code == "CKP002")
+    assert not ckp002.fixable and "broken.py (not readable as Python)" in ckp002.message
