@@ -278,6 +278,17 @@ def discover(
     return out
 
 
+def project_files(
+    directory: str, exclude: Iterable[str], root: str | os.PathLike[str], respect_gitignore: bool = True
+) -> list[str]:
+    """The absolute paths of the Python files under `directory`, excludes and .gitignore applied as
+    for a walked directory (the project model reads them; unreadable directories are skipped, as
+    they hold no fact a run can use)."""
+    top = os.path.abspath(directory)
+    out = Discovered([], [])
+    return [found for found, _ in _walk(top, top, _Ignorer(tuple(exclude), root, respect_gitignore), out)]
+
+
 def is_excluded(
     path: str, exclude: Iterable[str], root: str | os.PathLike[str], respect_gitignore: bool = True
 ) -> bool:

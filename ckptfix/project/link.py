@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ckptfix.project.layout import Summary
 from ckptfix.project.modules import ModuleIndex
-from ckptfix.project.summary import Summary
 from ckptfix.project.view import EMPTY, ExternalSite, ImportedFact, ProjectView
 
 FunctionKey = tuple[str, str]  # (absolute path, qualified name)
@@ -38,20 +38,58 @@ class Project:
         # Files that could not be summarised (not valid Python), with the identifiers they spell: a
         # function named there may be called there, where ckptfix cannot see on which ranks.
         self.opaque = dict(opaque or {})
-        # Sites by the function they reach, and sites by the function they are in.
-        self.callers: dict[FunctionKey, list[tuple[str, dict[str, Any]]]] = {}
-        self.outgoing: dict[FunctionKey, list[FunctionKey]] = {}
-        self._lookups: dict[tuple[str, int, str], tuple[str, Any] | None] = {}
+        # Linking is lazy: a run asks about the few files it checks, so a site is resolved only when
+        # a question reaches its name. Sites by the last name they spell, and names re-exported
+        # under another name (`from .misc import save_model as sm` in a package's __init__).
+        self._by_name: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._aliases: dict[str, set[str]] = {}
         for path, summary in summaries.items():
             for site in summary["sites"]:
-                target = self._site_target(path, site)
-                if target is None:
-                    continue
-                self.callers.setdefault(target, []).append((path, site))
-                if site["call"] and site["in"] not in ("", "?"):
-                    self.outgoing.setdefault((path, site["in"]), []).append(target)
+                to = site["to"]
+                name = (to["local"] if "local" in to else to["name"]).rsplit(".", 1)[-1]
+                self._by_name.setdefault(name, []).append((path, site))
+            for local, (_, dotted) in summary["exports"].items():
+                original = dotted.rsplit(".", 1)[-1]
+                if original != local:
+                    self._aliases.setdefault(original, set()).add(local)
+        self._callers: dict[FunctionKey, list[tuple[str, dict[str, Any]]]] = {}
+        self._outgoing: dict[FunctionKey, list[FunctionKey]] = {}
+        self._outgoing_files: set[str] = set()
+        self._lookups: dict[tuple[str, int, str], tuple[str, Any] | None] = {}
         self._memo: dict[tuple[str, FunctionKey], Any] = {}
         self._busy: set[tuple[str, FunctionKey]] = set()
+
+    # --- sites -----------------------------------------------------------------------------------------
+    def callers(self, key: FunctionKey) -> list[tuple[str, dict[str, Any]]]:
+        """Every site of the project that calls (or names) the function."""
+        found = self._callers.get(key)
+        if found is None:
+            names = {key[1].rsplit(".", 1)[-1]}
+            pending = list(names)
+            while pending:  # the names it is re-exported under, and theirs
+                for alias in self._aliases.get(pending.pop(), ()):
+                    if alias not in names:
+                        names.add(alias)
+                        pending.append(alias)
+            found = self._callers[key] = [
+                (path, site)
+                for name in names
+                for path, site in self._by_name.get(name, ())
+                if self._site_target(path, site) == key
+            ]
+        return found
+
+    def outgoing(self, key: FunctionKey) -> list[FunctionKey]:
+        """The project functions the function calls."""
+        path = key[0]
+        if path not in self._outgoing_files:
+            self._outgoing_files.add(path)
+            for site in self.summaries[path]["sites"]:
+                if site["call"] and site["in"] not in ("", "?"):
+                    target = self._site_target(path, site)
+                    if target is not None:
+                        self._outgoing.setdefault((path, site["in"]), []).append(target)
+        return self._outgoing.get(key, [])
 
     # --- names -----------------------------------------------------------------------------------------
     def where(self, path: str, line: int) -> str:
@@ -118,7 +156,7 @@ class Project:
             line = own[field] if isinstance(own[field], int) else own[field][1]
             text = self.where(key[0], line)
             return f"{own[field][0]} ({text})" if isinstance(own[field], list) else text
-        for callee in self.outgoing.get(key, ()):
+        for callee in self.outgoing(key):
             found = self._fact(field, callee, lambda k: self._through(field, k))
             if found is not None:
                 return found
@@ -174,7 +212,7 @@ class Project:
             return decorated
         if self._library(key) or self._named_in_opaque(key[0], key[1]):
             return 0
-        sites = self.callers.get(key, [])
+        sites = self.callers(key)
         if not sites:
             return 0
         kinds = []
@@ -237,7 +275,7 @@ class Project:
                     rank_args=tuple(site.get("rank", ())),
                     param_args=tuple(site.get("param", ())),
                 )
-                for caller_path, site in self.callers.get((path, qual), [])
+                for caller_path, site in self.callers((path, qual))
                 if caller_path != path
             ]
             unread = self._named_in_opaque(path, qual)

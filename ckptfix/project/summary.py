@@ -32,11 +32,8 @@ from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.rules.context import and_clauses
 from ckptfix.analysis.saves import SaveFinder, is_rank_name
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+from ckptfix.project.layout import VERSION, Summary
 
-# Bumped when the layout below changes (the store keys summaries by it too).
-VERSION = 1
-
-Summary = dict[str, Any]
 Target = tuple[int, str]  # (level of a relative import, dotted name after the dots)
 
 # Top-level modules that are never a project's own: calls into them are not recorded.

@@ -46,3 +46,21 @@ def test_apply_on_the_directory_and_on_the_one_changed_file_agree(tmp_path: Path
     assert (whole / "train.py").read_text() == (single / "train.py").read_text() != TRAIN_GUARDED
     assert "checkpoint_barrier" in (single / "train.py").read_text()
     assert "barrier" not in (whole / "utils.py").read_text()
+
+
+def test_a_file_changed_with_its_size_and_a_trusted_stat_kept_is_read_again(tmp_path: Path) -> None:
+    """The summaries' stat shortcut: a change that keeps the size is caught by the mtime, and a stat
+    taken right after a change is never trusted (git's racy-clean rule)."""
+    import os
+
+    root = write(tmp_path, {"train.py": TRAIN_GUARDED, "utils.py": UTILS})
+    old = 1_000_000_000 * 1_600_000_000  # long ago: these stats are trusted
+    for name in ("train.py", "utils.py"):
+        os.utime(root / name, ns=(old, old))
+    assert "CKP002" in finding_codes(run_cli("check", "train.py", cwd=root).stdout)
+    same_size = UTILS.replace("torch.save(state, path)", "print((state, path), 1)")
+    assert len(same_size) == len(UTILS)
+    write(root, {"utils.py": same_size})
+    os.utime(root / "utils.py", ns=(old + 1, old + 1))
+    changed = run_cli("check", "train.py", cwd=root)
+    assert "CKP002" not in finding_codes(changed.stdout), changed.stdout

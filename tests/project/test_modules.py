@@ -60,3 +60,13 @@ def test_package_relative_imports(tmp_path: Path) -> None:
     assert index.resolve(loop, 1, "") is not None  # `from . import x`: the package itself
     # An installed library is not the project's: no answer, not a guess.
     assert index.resolve(loop, 0, "torch.save") is None
+
+
+def test_the_names_pattern_finds_whole_words_only() -> None:
+    from ckptfix.project.build import _names_pattern
+
+    pattern = _names_pattern({"save", "save_all", "get_rank", "get_rank_0"})
+    for text in (b"x.save(1)", b"save_all()", b"from m import get_rank_0", b"get_rank"):
+        assert pattern.search(text), text
+    for text in (b"saved()", b"unsave", b"get_ranks", b"get_rank_01"):
+        assert not pattern.search(text), text
