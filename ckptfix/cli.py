@@ -304,7 +304,8 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
         views = project.view
         if run.verbose:
             click.echo(
-                f"project {project.root}: {len(project.summaries)} of {len(project.index.files)} files "
+                project.note
+                or f"project {project.root}: {len(project.summaries)} of {len(project.index.files)} files "
                 f"summarised in {time.perf_counter() - started:.2f} s",
                 err=True,
             )

@@ -26,7 +26,7 @@ from ckptfix.discovery import project_files
 from ckptfix.project.layout import Summary
 from ckptfix.project.link import Project
 from ckptfix.project.modules import ModuleIndex
-from ckptfix.project.root import find_root, is_distribution
+from ckptfix.project.root import common_directory, find_root, is_distribution
 from ckptfix.project.store import SummaryStore, content_key
 from ckptfix.sourcefile import FileError, decode, read_bytes
 
@@ -141,11 +141,30 @@ def _load(
     warn: Callable[[str], None],
     root: str | None,
 ) -> Project:
+    exclude = tuple(exclude)
+    marked = True
     if root is None:
-        root, _ = find_root(paths)
-    files = [f for f in project_files(root, exclude, root, respect_gitignore) if f.endswith(".py")]
-    files.extend(os.path.abspath(p) for p in paths if p.endswith(".py") and os.path.isfile(p))
-    files = list(dict.fromkeys(files))
+        root, marked = find_root(paths)
+    found = project_files(
+        root, exclude, root, respect_gitignore, limit=_MAX_FILES if marked else _UNMARKED_FILES
+    )
+    if found is None and not marked:
+        # No project marker above a large tree: an installed package or a directory of unrelated
+        # code, analysed file by file (summarising a library of thousands of files would cost more
+        # than checking it).
+        return Project(
+            ModuleIndex(root, []), {}, note=f"no project marker above {root}: files analysed alone"
+        )
+    if found is None:  # a marker far above (a home directory under git): the named paths' own tree
+        common = common_directory(paths)
+        warn(f"{root} holds more than {_MAX_FILES} Python files: facts cross files only under {common}")
+        root, found = common, project_files(common, exclude, common, respect_gitignore) or []
+    for path in paths:  # a named directory is read even where the excludes would skip it
+        if os.path.isdir(path):
+            found += project_files(path, exclude, root, respect_gitignore) or []
+        elif path.endswith(".py") and os.path.isfile(path):
+            found.append(os.path.abspath(path))
+    files = list(dict.fromkeys(f for f in found if f.endswith(".py")))
     index = ModuleIndex(root, files)
     store = SummaryStore(cache_dir, root)
     summaries: dict[str, Summary] = {}
@@ -213,6 +232,10 @@ def _load(
 # How a file was triaged: it may define facts (summarised), it may call functions of others (read
 # when their names are known), or neither.
 _NOTHING, _FACTS, _PENDING = 0, 1, 2
+# Past this many Python files under the root, the root is not the project (a home directory).
+_MAX_FILES = 20_000
+# Without a marker, a tree this large is taken for an installed package, not a project.
+_UNMARKED_FILES = 500
 _PENDING_BUDGET = 32 << 20  # bytes of marker-less files held between rounds
 _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -30,8 +30,10 @@ class Project:
         summaries: Mapping[str, Summary],
         library_files: frozenset[str] = frozenset(),
         opaque: Mapping[str, frozenset[str]] | None = None,
+        note: str | None = None,
     ) -> None:
         self.index = index
+        self.note = note  # why there is no project model (the files are then analysed alone)
         self.root = index.root
         self.summaries = summaries
         self.library_files = library_files

@@ -70,3 +70,19 @@ def test_the_names_pattern_finds_whole_words_only() -> None:
         assert pattern.search(text), text
     for text in (b"saved()", b"unsave", b"get_ranks", b"get_rank_01"):
         assert not pattern.search(text), text
+
+
+def test_a_large_tree_with_no_project_marker_is_analysed_file_by_file(tmp_path: Path) -> None:
+    from ckptfix.project import build
+
+    tree = tmp_path / "site-packages" / "lib"
+    tree.mkdir(parents=True)
+    for i in range(build._UNMARKED_FILES + 1):
+        (tree / f"m{i}.py").write_text("import torch\n")
+    if find_root([str(tree)])[1]:
+        return  # a marker above tmp_path on this machine: the rule does not apply
+    project = build.load_project([str(tree)], [], True, None, lambda m: None)
+    assert project.note is not None and not project.summaries
+    (tree / "m0.py").unlink()
+    (tree / "m1.py").unlink()
+    assert build.load_project([str(tree)], [], True, None, lambda m: None).note is None
