@@ -43,6 +43,8 @@ def test_helper_guarded_only_in_its_caller_gets_no_guard_and_no_barrier(tmp_path
     root = write(tmp_path, {"train.py": TRAIN_GUARDED, "utils.py": UTILS})
     helper = check(root, "utils.py")
     assert "CKP001" not in codes(helper) and "CKP002" not in codes(helper)
+    ckp008 = next(f for f in helper if f.code == "CKP008")
+    assert "callers in another file: train.py:14" in ckp008.message  # where the fact comes from
     rewritten = fix(root, "utils.py", unsafe=True)
     assert "barrier" not in rewritten and "is_main_process" not in rewritten
 

@@ -46,7 +46,7 @@ class SaveRules(BarrierPlacement, Destinations):
             self._issue(
                 "CKP001",
                 call,
-                f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}):"
+                f"`{shown}(...)` is guarded by a local-rank test ({_where(guard)}):"
                 " one writer per node on shared storage; use the global rank"
                 + (
                     ""
@@ -97,6 +97,7 @@ class SaveRules(BarrierPlacement, Destinations):
                 call,
                 f"`{shown}(...)` runs on the main process with no try/except: a failed write (full disk, "
                 "quota, network file system) stops the writer alone while the other ranks wait for it"
+                + (f" (main process through its callers in another file: {guard.where})" if guard.where else "")
                 + ("" if edits else " (not rewritten automatically: report the failure by hand)"),
                 edits,
             )
@@ -435,6 +436,11 @@ class SaveRules(BarrierPlacement, Destinations):
                 handle_name=self._fresh_local(scope, "checkpoint_file"),
             )
         ]
+
+
+def _where(guard: Guard) -> str:
+    """`line 12`, or `train.py:27` for a guard around the calls in another file of the project."""
+    return guard.where or f"line {getattr(guard.node, 'lineno', '?')}"
 
 
 def _to_rank_zero(call: ast.Call) -> bool:
