@@ -97,7 +97,11 @@ class SaveRules(BarrierPlacement, Destinations):
                 call,
                 f"`{shown}(...)` runs on the main process with no try/except: a failed write (full disk, "
                 "quota, network file system) stops the writer alone while the other ranks wait for it"
-                + (f" (main process through its callers in another file: {guard.where})" if guard.where else "")
+                + (
+                    f" (main process through its callers in another file: {guard.where})"
+                    if guard.where
+                    else ""
+                )
                 + ("" if edits else " (not rewritten automatically: report the failure by hand)"),
                 edits,
             )
