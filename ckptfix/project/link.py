@@ -271,7 +271,8 @@ class Project:
         for qual in summary["functions"]:
             external = [
                 ExternalSite(
-                    where=self.where(caller_path, site["line"]),
+                    where=self.where(caller_path, site["line"])
+                    + (" (in a nested function or lambda)" if site["in"] == "?" else ""),
                     call=bool(site["call"]) and site["in"] != "?",
                     guard=self.site_guard(caller_path, site),
                     rank_args=tuple(site.get("rank", ())),
