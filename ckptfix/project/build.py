@@ -7,8 +7,8 @@ bytes spell that function's name: every static call or import of a function spel
 set grows as facts are found (a helper that calls a saving helper saves too), so it is worked out in
 rounds until no new file joins.
 
-The files are read twice at most (the second time only those with no marker, from the page cache);
-none is kept in memory.
+A file whose stat the summary store vouches for is not read at all (ckptfix.project.store); the others
+are read once, and the marker-less ones are kept (up to 32 MB, else read again) for the rounds.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ _FACT_MARKERS = (
     b"main_process",
     b"is_main",
     b"rank_zero",
+    b"process_index",
+    b"ordinal",
 )
 
 
