@@ -252,17 +252,19 @@ class CallGraph:
                     f"`{function.name}` is passed as a value at {value.where}, so it may run on any ranks "
                     "(a barrier belongs to its callers)"
                 )
-            shown = ", ".join(s.where for s in external[:3]) + (", ..." if len(external) > 3 else "")
-            return (
-                f"`{function.name}` is called from other files ({shown}): the barrier after it is each "
-                "call site's to place"
-            )
+            guarded = [s.where for s in external if s.guard]
+            if guarded:
+                shown = ", ".join(guarded[:3]) + (", ..." if len(guarded) > 3 else "")
+                return (
+                    f"`{function.name}` is called under a main-process guard in another file ({shown}): "
+                    "the barrier after it is each call site's to place"
+                )
         if self.library_public(function):
             return (
                 f"`{function.name}` is a public function of a library module, which code outside the "
                 "project may call on any ranks (a barrier belongs to its callers)"
             )
-        if not sites:
+        if not sites and not external:
             hook = self.framework_hook(function)
             if hook is not None:
                 return (
@@ -280,6 +282,17 @@ class CallGraph:
                 line = getattr(site, "lineno", "?")
                 return f"`{function.name}` is passed as a value at line {line}, so it may run on any ranks"
         return None
+
+    def callers_elsewhere_assumed(self, function: FunctionNode) -> str | None:
+        """What a barrier inside `function` assumes of its unguarded calls in other files, when the
+        project cannot show that every rank makes them (a call inside a branch, or in a function whose
+        own callers are unseen, as a submitit `Trainer.__call__`); None when it shows it, or there
+        are none. Such a fix is unsafe, not refused: nothing says a rank skips the call."""
+        unproved = [s.where for s in self.external_sites(function) if s.call and not s.guard and not s.alike]
+        if not unproved:
+            return None
+        shown = ", ".join(unproved[:3]) + (", ..." if len(unproved) > 3 else "")
+        return f"every rank calls `{function.name}` at {shown} (another file), which ckptfix cannot prove"
 
     def reaches_save(self, call: ast.Call, finder: SaveFinder) -> bool:
         """The call runs a module function that writes a checkpoint (through helpers, any depth)."""

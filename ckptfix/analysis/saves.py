@@ -141,9 +141,15 @@ class SaveFinder:
             return None  # TorchScript compiles its own subset of Python: never rewrite it
         fact = self.project.fact(target) if target in self._project_saves else None
         if fact is not None:
-            # Which argument is the path is the helper's to know: one that names the rank makes the
-            # call a per-rank write (not a checkpoint event) as far as this file can tell.
-            values = [*node.args, *(k.value for k in node.keywords)]
+            # The path's argument, where the helper's summary knows it; else every argument but the
+            # state itself (a dict, a state_dict() call): one that names the rank makes the call a
+            # per-rank write (not a checkpoint event) as far as this file can tell.
+            passed = [(str(i), a) for i, a in enumerate(node.args) if not isinstance(a, ast.Starred)]
+            passed += [(k.arg, k.value) for k in node.keywords if k.arg is not None]
+            if fact.dest:
+                values = [v for key, v in passed if key in fact.dest]
+            else:
+                values = [v for _, v in passed if not _state_like(v)]
             return Save(
                 call=node,
                 target=target,
@@ -307,6 +313,11 @@ class SaveFinder:
                     if isinstance(bound, ast.Name) and bound.id == expr.id:
                         return ancestor
         return None
+
+
+def _state_like(expr: ast.expr) -> bool:
+    """What a checkpoint holds, not where it goes: a dict, or a `state_dict()` call."""
+    return isinstance(expr, ast.Dict) or (isinstance(expr, ast.Call) and last_name(expr.func) == "state_dict")
 
 
 # Calls that read a file back (torch.load, safetensors load_file / safe_open, numpy load).

@@ -9,6 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 # Bumped when the layout of a summary changes (the store keys summaries by it too).
-VERSION = 1
+VERSION = 3
 
 Summary = dict[str, Any]

@@ -231,6 +231,19 @@ class Project:
         name = qual.rsplit(".", 1)[-1]
         return next((p for p, names in self.opaque.items() if p != path and name in names), None)
 
+    def site_alike(self, path: str, site: dict[str, Any]) -> bool:
+        """Every rank makes this call: a plain, unguarded call in module-level code, or in a function
+        every call of which is alike (a function nothing calls is not: who runs it is unseen)."""
+        if not (site["call"] and site.get("plain") and site["in"] != "?" and not self.site_guard(path, site)):
+            return False
+        return site["in"] == "" or bool(self._fact("alike", (path, site["in"]), self._alike_function))
+
+    def _alike_function(self, key: FunctionKey) -> bool:
+        sites = self.callers(key)
+        if not sites or self._library(key) or self._named_in_opaque(*key) or self.decorator_kind(key):
+            return False
+        return all(self.site_alike(path, site) for path, site in sites)
+
     def _library(self, key: FunctionKey) -> bool:
         return key[0] in self.library_files and not key[1].split(".")[-1].startswith("_")
 
@@ -261,6 +274,7 @@ class Project:
             imported[spelled] = ImportedFact(
                 where=self.where(key[0], own["line"]),
                 saves=self.saves(key),
+                dest=tuple(own.get("dest", ())),
                 collective=self.collective(key),
                 syncs=self.syncs(key),
                 predicate=int(own["predicate"]),
@@ -277,6 +291,7 @@ class Project:
                     guard=self.site_guard(caller_path, site),
                     rank_args=tuple(site.get("rank", ())),
                     param_args=tuple(site.get("param", ())),
+                    alike=self.site_alike(caller_path, site),
                 )
                 for caller_path, site in self.callers((path, qual))
                 if caller_path != path

@@ -30,7 +30,7 @@ from ckptfix.analysis.collectives import collective_name, is_barrier_call
 from ckptfix.analysis.guards import GuardRecognizer, Kind
 from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.rules.context import and_clauses
-from ckptfix.analysis.saves import SaveFinder, is_rank_name
+from ckptfix.analysis.saves import SaveFinder, argument, is_rank_name
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
 from ckptfix.project.layout import VERSION, Summary
 
@@ -159,13 +159,7 @@ def summarize(source: str, module: ast.Module) -> Summary:
 
 
 def _has_main_block(module: ast.Module) -> bool:
-    return any(
-        isinstance(stmt, ast.If)
-        and isinstance(stmt.test, ast.Compare)
-        and isinstance(stmt.test.left, ast.Name)
-        and stmt.test.left.id == "__name__"
-        for stmt in module.body
-    )
+    return any(isinstance(stmt, ast.If) and _is_main_test(stmt.test) for stmt in module.body)
 
 
 def _module_flags(tree: Tree, guards: GuardRecognizer) -> dict[str, int]:
@@ -195,6 +189,7 @@ def _function(
     module_functions: set[str],
 ) -> dict[str, Any]:
     save_line = collective_line = barrier_line = 0
+    dest: list[str] = []
     collective = ""
     returns: list[ast.expr] = []
     for node in walk_local(function):
@@ -203,6 +198,7 @@ def _function(
                 save = saves.save(node)
                 if save is not None and not save.per_rank and not save.in_memory:
                     save_line = node.lineno
+                    dest = _dest_parameters(function, argument(node, save.dest))
             if not collective and imports.target(node.func) is None:
                 # A name imported from a module that may be the project's is `link`'s to judge.
                 name = collective_name(node, names, module_functions)
@@ -221,6 +217,7 @@ def _function(
     return {
         "line": function.lineno,
         "save": save_line,
+        "dest": dest,
         "collective": [collective, collective_line] if collective else None,
         "barrier": barrier_line,
         "decorated": int(decorated) if decorated is not None else 0,
@@ -230,6 +227,24 @@ def _function(
         "wraps": _wraps_main(function, tree, guards),
         "hook": graph.framework_hook(function) is not None,
     }
+
+
+def _dest_parameters(function: FunctionNode, dest: ast.expr | None) -> list[str]:
+    """How a caller passes the path the function writes: the keys (position, and name) of the
+    parameters the destination is spelled with (`def save(state, path): torch.save(state, path)`:
+    `1`, `path`); empty when it is built otherwise or unknown."""
+    if dest is None:
+        return []
+    positional = [a.arg for a in (*function.args.posonlyargs, *function.args.args)]
+    if positional and positional[0] in {"self", "cls"}:
+        positional = positional[1:]
+    used = {n.id for n in ast.walk(dest) if isinstance(n, ast.Name)}
+    keys: list[str] = []
+    for index, name in enumerate(positional):
+        if name in used:
+            keys += [str(index), name]
+    keys += [a.arg for a in function.args.kwonlyargs if a.arg in used]
+    return keys
 
 
 def _predicate(returns: list[ast.expr], guards: GuardRecognizer) -> int:
@@ -303,7 +318,41 @@ def _site(
         site["in"] = "?"
     if isinstance(node, ast.Call):
         site["rank"], site["param"] = _argument_kinds(node, caller)
+    site["plain"] = _plain(node, tree)
     return site
+
+
+def _plain(node: ast.AST, tree: Tree) -> bool:
+    """Every run of its function (or module) reaches `node` once: no branch, loop, handler or
+    short-circuit around it there, except the `__main__` test of a script. (Stricter than the
+    validator's uniform conditions, which need the whole file: across files only this is proved.)"""
+    child: ast.AST = node
+    for ancestor in tree.ancestors(node):
+        if isinstance(ancestor, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return True
+        if isinstance(ancestor, ast.If):
+            if child is not ancestor.test and not _is_main_test(ancestor.test):
+                return False
+        elif isinstance(ancestor, ast.For | ast.AsyncFor):
+            if child is not ancestor.iter:
+                return False
+        elif isinstance(
+            ancestor,
+            ast.While
+            | ast.ExceptHandler
+            | ast.Match
+            | ast.IfExp
+            | ast.BoolOp
+            | ast.Lambda
+            | ast.comprehension,
+        ):
+            return False
+        child = ancestor
+    return True
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
 
 
 def _candidate_tests(node: ast.AST, tree: Tree, imports: _Imports) -> list[Target]:

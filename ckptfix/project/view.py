@@ -25,6 +25,7 @@ class ImportedFact:
 
     where: str  # "utils.py:9": where it is defined
     saves: str | None = None  # "utils.py:10": where it writes a checkpoint, through helpers at any depth
+    dest: tuple[str, ...] = ()  # the arguments (position, keyword) that name the path it writes
     collective: str | None = None  # "torch.distributed.all_gather (utils.py:22)"
     syncs: str | None = None  # where it meets a barrier every rank of its caller reaches
     predicate: int = 0  # it returns (or is) a main-process test
@@ -41,6 +42,9 @@ class ExternalSite:
     guard: int  # the main-process guard that call runs under (its own, or its caller's), 0: none
     rank_args: tuple[str, ...] = ()  # arguments (position or keyword) that carry a rank
     param_args: tuple[str, ...] = ()  # arguments that come from the calling function's parameters
+    # Every rank makes this call, as far as the project shows: no branch, loop or handler around it
+    # in its function, and the same of every call of that function, up to module-level code.
+    alike: bool = False
 
 
 @dataclass(frozen=True)

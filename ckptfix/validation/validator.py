@@ -316,6 +316,9 @@ class Why:
 
     text: str
     proven: bool
+    # Only an assumption about callers in other files of the project is unproved: the fix is unsafe,
+    # not refused.
+    assumption: bool = False
 
 
 def why_not_alike(program: Program, node: ast.AST, seen: frozenset[int] = frozenset()) -> Why | None:
@@ -376,7 +379,14 @@ def _callers_alike(program: Program, function: FunctionNode, seen: frozenset[int
             continue  # handed to a launcher: every rank
         why = why_not_alike(program, site, seen | {id(function)})
         if why is not None:
-            return Why(f"`{function.name}` is called at line {site.lineno}, where {why.text}", why.proven)
+            return Why(
+                f"`{function.name}` is called at line {site.lineno}, where {why.text}",
+                why.proven,
+                why.assumption,
+            )
+    assumed = ctx.graph.callers_elsewhere_assumed(function)
+    if assumed is not None:
+        return Why(assumed, False, assumption=True)
     return None
 
 
@@ -682,6 +692,9 @@ def _check_reached(
             continue
         why = why_not_alike(after, call)
         what = "inserted" if known is None else "moved"
+        if why is not None and why.assumption:
+            verdict.unsafe.append(f"the `{_short(call)}` {what} at line {call.lineno} assumes {why.text}")
+            why = None
         if why is not None and (why.proven or known is None or executors <= known[0]):
             verdict.culprits.add(call.lineno)
             # A collective that only some ranks reached before, and that a condition ckptfix cannot

@@ -332,3 +332,88 @@ def test_a_file_that_cannot_be_parsed_makes_the_functions_it_names_unknown(tmp_p
     assert "CKP001" in codes(helper)  # no longer provably main-process code
     ckp002 = next(f for f in helper if f.code == "CKP002")
     assert not ckp002.fixable and "broken.py (not readable as Python)" in ckp002.message
+
+
+MAIN_SCRIPT = """
+    import torch
+    import torch.distributed as dist
+
+
+    def main(epochs):
+        dist.init_process_group("gloo")
+        model = torch.nn.Linear(4, 4)
+        for epoch in range(epochs):
+            if dist.get_rank() == 0:
+                torch.save(model.state_dict(), "ckpt.pt")
+        dist.destroy_process_group()
+
+
+    if __name__ == "__main__":
+        main(3)
+    """
+
+
+def _barrier_fix(root: Path) -> list:
+    return [f for f in check(root, "main.py") if f.code == "CKP002"]
+
+
+def test_an_entry_point_also_run_from_a_launcher_class_gets_its_barrier_as_an_unsafe_fix(
+    tmp_path: Path,
+) -> None:
+    # deit, detr, dino: main.py's main() is also called by run_with_submitit.py's Trainer.__call__,
+    # which the cluster runs on every rank; ckptfix cannot see that, so the fix is unsafe.
+    launcher = """
+        import main as entry
+
+
+        class Trainer:
+            def __call__(self):
+                entry.main(3)
+        """
+    root = write(tmp_path, {"main.py": MAIN_SCRIPT, "run_with_submitit.py": launcher})
+    [finding] = _barrier_fix(root)
+    assert finding.unsafe and not finding.fixable
+    assert "every rank calls `main` at run_with_submitit.py:6" in finding.message
+    assert "checkpoint_barrier" in fix(root, "main.py", unsafe=True)
+    assert "checkpoint_barrier" not in fix(root, "main.py")
+
+
+def test_an_entry_point_every_rank_runs_from_another_script_keeps_its_safe_barrier(tmp_path: Path) -> None:
+    other = """
+        import main as entry
+
+        if __name__ == "__main__":
+            entry.main(5)
+        """
+    root = write(tmp_path, {"main.py": MAIN_SCRIPT, "finetune.py": other})
+    [finding] = _barrier_fix(root)
+    assert finding.fixable and not finding.unsafe
+    assert "checkpoint_barrier" in fix(root, "main.py")
+
+
+def test_an_entry_point_called_in_a_branch_of_another_file_is_not_proved_alike(tmp_path: Path) -> None:
+    other = """
+        import sys
+
+        import main as entry
+
+        if len(sys.argv) > 1:
+            entry.main(5)
+        """
+    root = write(tmp_path, {"main.py": MAIN_SCRIPT, "finetune.py": other})
+    [finding] = _barrier_fix(root)
+    assert finding.unsafe and "finetune.py:6" in finding.message
+
+
+def test_a_rank_in_the_state_passed_to_a_saving_helper_does_not_make_the_write_per_rank(
+    tmp_path: Path,
+) -> None:
+    # detr/deit: the model handed to the helper was wrapped with `DDP(model, device_ids=[args.gpu])`.
+    train = TRAIN_GUARDED.replace(
+        "model = DDP(torch.nn.Linear(4, 4))", "model = DDP(torch.nn.Linear(4, 4), device_ids=[args.gpu])"
+    ).replace("def main():", "def main(args):")
+    root = write(tmp_path, {"train.py": train, "utils.py": UTILS})
+    assert "CKP002" in codes(check(root, "train.py"))
+    per_rank = train.replace('"ckpt.pt"', 'f"ckpt_{args.rank}.pt"')
+    write(root, {"train.py": per_rank})
+    assert "CKP002" not in codes(check(root, "train.py"))  # the path names the rank: one file per rank

@@ -238,8 +238,9 @@ class BarrierPlacement(RuleContext):
                 break
         escapes = local is not None and local.exit in {"return", "raise"}
         function = self.tree.function(node)
-        if function is not None and self.graph.external_sites(function):
-            return None  # called from other files too: the barrier is each call site's there
+        elsewhere = function is not None and self.graph.external_sites(function)
+        if elsewhere and self.graph.callers_unseen(function):  # type: ignore[arg-type]
+            return None  # called under a guard (or passed around) in other files: theirs to place
         if function is not None and (
             escapes
             or self.graph.function_guard(function) is not None
