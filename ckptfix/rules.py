@@ -103,9 +103,11 @@ RULES: dict[str, Rule] = {
                 function whose callers ckptfix cannot see (nothing in the file calls it, it is passed as a
                 value or registered as a hook, it is a method of a framework's class, a public function
                 of a packaged library): the barrier is its callers' to place, and the finding says so.
-                Across files: a function called from another file of the project never gets a barrier
-                inside; the call sites there get it, as checkpoint events of their own (the message
-                names the file and line of the write: "the write is in another file, at utils.py:10").
+                Across files: a function called under a guard (or passed around) in another file of the
+                project never gets a barrier inside; the call sites there get it, as checkpoint events
+                of their own (the message names the file and line of the write: "the write is in another
+                file, at utils.py:10"). Where its calls in other files are unguarded but not provably
+                made by every rank, a barrier inside it is an unsafe fix.
                 """
             ),
             before=_text(

@@ -76,9 +76,10 @@ class ProjectView:
 
     @property
     def distributed(self) -> bool:
-        """The file uses what makes distributed code of another file (a predicate, a collective, a
-        barrier): it is analysed even when its own imports and bytes do not say so."""
-        return any(f.predicate or f.collective or f.syncs for f in self.imported.values())
+        """The file tests a main-process predicate or flag of another file (`if comm.leader():`): it
+        is analysed even when its own imports and bytes do not say so. (Calling a function that runs
+        a collective somewhere is not enough: test files and tools do that on one process.)"""
+        return any(f.predicate for f in self.imported.values())
 
     def fact(self, resolved: str | None) -> ImportedFact | None:
         return self.imported.get(resolved) if resolved is not None else None
