@@ -18,6 +18,7 @@ from ckptfix.analysis.tree import Tree
 from ckptfix.assemble import assemble, from_import
 from ckptfix.findings import Finding
 from ckptfix.options import Options
+from ckptfix.project.view import ProjectView
 from ckptfix.suppress import Suppressions
 from ckptfix.validation.decide import Decision, Outcome, decide
 from ckptfix.validation.validator import Program, validate
@@ -58,8 +59,10 @@ def _parse(source: str, path: str) -> ast.Module:
         raise SourceError(f"cannot parse: {exc}") from exc
 
 
-def _analyze(source: str, path: str, options: Options) -> tuple[Analysis, list[Issue]]:
-    analysis = analyze(source, _parse(source, path), options)
+def _analyze(
+    source: str, path: str, options: Options, project: ProjectView | None = None
+) -> tuple[Analysis, list[Issue]]:
+    analysis = analyze(source, _parse(source, path), options, project)
     if not analysis.issues:
         return analysis, []
     suppressions = Suppressions(source)
@@ -84,28 +87,45 @@ def _findings(path: str, tree: Tree, issues: list[Issue], decisions: list[Decisi
                 message += f" (not rewritten automatically: {decision.reason})"
         elif decision.fixed and decision.unsafe:
             message += f" (unsafe fix: {decision.reason})"
-        findings.add(
-            Finding(path, line, col + 1, issue.code, message, decision.fixed, decision.unsafe)
-        )
+        findings.add(Finding(path, line, col + 1, issue.code, message, decision.fixed, decision.unsafe))
     return sorted(findings, key=lambda f: (f.line, f.col, f.code, f.message))
 
 
-def _decide(source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]) -> Outcome:
-    return decide(source, analysis, issues, options, lambda text: _analyze(text, path, options))
+def _decide(
+    source: str,
+    path: str,
+    options: Options,
+    analysis: Analysis,
+    issues: list[Issue],
+    project: ProjectView | None = None,
+) -> Outcome:
+    return decide(source, analysis, issues, options, lambda text: _analyze(text, path, options, project))
 
 
-def check_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> list[Finding]:
+def check_source(
+    source: str,
+    path: str = "<string>",
+    options: Options = DEFAULT_OPTIONS,
+    project: ProjectView | None = None,
+) -> list[Finding]:
     """Findings for one file's text; `fixable` says whether `fix_source` would rewrite each.
 
     Fixability is the validator's (ckptfix.validation): the plan is applied to the `ast` and checked
     with the rank as a symbol, so `check` says which fixes `apply` refuses, and why, without libcst.
+    `project`: what the other files of its project say (ckptfix.project); None: the file alone.
     """
     source = source.removeprefix(_BOM)
-    analysis, issues = _analyze(source, path, options)
-    return _findings(path, analysis.tree, issues, _decide(source, path, options, analysis, issues).decisions)
+    analysis, issues = _analyze(source, path, options, project)
+    outcome = _decide(source, path, options, analysis, issues, project)
+    return _findings(path, analysis.tree, issues, outcome.decisions)
 
 
-def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_OPTIONS) -> FixResult:
+def fix_source(
+    source: str,
+    path: str = "<string>",
+    options: Options = DEFAULT_OPTIONS,
+    project: ProjectView | None = None,
+) -> FixResult:
     """Rewrite every fixable, unsuppressed finding of one file's text whose fix the validator accepts.
 
     One pass, except where a fix changes a guard (CKP006 lifts main-process guards off collectives;
@@ -115,13 +135,13 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
     """
     bom = _BOM if source.startswith(_BOM) else ""
     source = source.removeprefix(_BOM)
-    analysis, issues = _analyze(source, path, options)
-    outcome = _decide(source, path, options, analysis, issues)
+    analysis, issues = _analyze(source, path, options, project)
+    outcome = _decide(source, path, options, analysis, issues, project)
     decisions = outcome.decisions
     if not any(decision.fixed for decision in decisions):
         return FixResult(_findings(path, analysis.tree, issues, decisions), None)
     if outcome.lifted:
-        lifted = _lift(source, path, options, analysis, issues)
+        lifted = _lift(source, path, options, analysis, issues, project)
         if lifted is None:
             raise RuntimeError(f"ckptfix could not apply the guard changes it validated in {path}")
         lifted_source, lifted_analysis, lifted_issues = lifted
@@ -138,7 +158,7 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
         # two appliers disagree): validate what was written.
         verdict = validate(
             Program(source, analysis.tree.module, options, analysis.context),
-            Program(new_source, written, options),
+            Program(new_source, written, options, project=project),
             inline=options.style == "inline",
         )
         if not verdict.valid:  # a bug of ours: the rewrite is not what was validated
@@ -148,14 +168,19 @@ def fix_source(source: str, path: str = "<string>", options: Options = DEFAULT_O
 
 
 def _lift(
-    source: str, path: str, options: Options, analysis: Analysis, issues: list[Issue]
+    source: str,
+    path: str,
+    options: Options,
+    analysis: Analysis,
+    issues: list[Issue],
+    project: ProjectView | None,
 ) -> tuple[str, Analysis, list[Issue]] | None:
     """Source with the guards changed (lifted off collectives, made global), and the rules' view of it."""
     edits: list[list[Edit]] = [[e for e in issue.edits if isinstance(e, FIRST_PASS)] for issue in issues]
     lifted_source, applied = _rewrite(source, path, options, analysis, [e for e in edits if e])
     if not applied:
         return None
-    lifted_analysis, lifted_issues = _analyze(lifted_source, path, options)
+    lifted_analysis, lifted_issues = _analyze(lifted_source, path, options, project)
     return lifted_source, lifted_analysis, lifted_issues
 
 

@@ -6,7 +6,9 @@ that covers everything they depend on: the file's bytes, every field of the reso
 ckptfix's own code (its .py files' contents, and the Python version whose `ast` parses the files; the
 package version alone does not change while ckptfix is developed). The analysis never looks at the
 path, so an entry holds findings without it and a hit re-attaches the path asked for: a file that is
-moved or copied still hits.
+moved or copied still hits. What the other files of the project say of a file (ckptfix.project) is part
+of the key too (its digest): when another file changes a fact this file's findings rest on, the entry
+is a miss.
 
 Storage is one small JSON file per entry, `<dir>/<2 hex>/<38 hex>.json`, written to a temporary name
 and renamed into place: concurrent `-j` workers and concurrent ckptfix processes can only ever see a
@@ -105,26 +107,30 @@ class Cache:
     directory: str
     run_key: bytes  # digest of options_key and code_key
 
-    def _entry(self, path: str, data: bytes) -> str:
+    def _entry(self, path: str, data: bytes, facts: bytes = b"") -> str:
         digest = blake2b(data, digest_size=20, key=self.run_key)
         digest.update(b"\0" + path_context(path).encode())
+        if facts:  # what the project's other files say of this one (ProjectView.digest)
+            digest.update(b"\0project\0" + facts)
         name = digest.hexdigest()
         return os.path.join(self.directory, name[:2], name[2:] + ".json")
 
-    def load(self, path: str, data: bytes) -> tuple[Finding, ...] | None:
-        """The findings stored for these bytes, reported at `path`; None on a miss or a bad entry."""
+    def load(self, path: str, data: bytes, facts: bytes = b"") -> tuple[Finding, ...] | None:
+        """The findings stored for these bytes (and these facts of the other files of the project),
+        reported at `path`; None on a miss or a bad entry."""
         try:
-            with open(self._entry(path, data), "rb") as f:
+            with open(self._entry(path, data, facts), "rb") as f:
                 rows = json.load(f)
             return tuple(Finding(path, *_row(row)) for row in rows)
         except (OSError, ValueError, TypeError):
             return None
 
-    def store(self, path: str, data: bytes, findings: Iterable[Finding]) -> None:
-        """Record the findings of these bytes (their path is left out, but not what it says about them)."""
+    def store(self, path: str, data: bytes, findings: Iterable[Finding], facts: bytes = b"") -> None:
+        """Record the findings of these bytes under these facts (their path is left out, but not what
+        it says about them)."""
         rows = [[f.line, f.col, f.code, f.message, f.fixable, f.unsafe] for f in findings]
         content = json.dumps(rows).encode()
-        entry = self._entry(path, data)
+        entry = self._entry(path, data, facts)
         try:
             try:
                 _replace(entry, content)

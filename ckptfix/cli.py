@@ -166,6 +166,14 @@ def _shared_options(func: F) -> F:
             "the directory of the config file, else the working directory].",
         ),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the findings cache."),
+        click.option(
+            "--project/--no-project",
+            "use_project",
+            default=True,
+            show_default=True,
+            help="Read the other files of the project (under the nearest pyproject.toml, setup.cfg, "
+            "setup.py or .git) for facts that cross files; --no-project analyses each file alone.",
+        ),
         click.option("--output-format", type=click.Choice(FORMATS), default="text", show_default=True),
         click.option("-q", "--quiet", is_flag=True, help="Print data only: no summary, no progress."),
         click.option("-v", "--verbose", is_flag=True, help="Report every file and the time taken."),
@@ -191,6 +199,7 @@ class _Run:
     verbose: bool
     color: bool
     cache_dir: str | None  # None: no findings cache
+    use_project: bool = True  # facts of the other files of the project (ckptfix.project)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, message), in the order met
 
     def say(self, message: str) -> None:
@@ -249,6 +258,7 @@ def _setup(params: dict[str, Any]) -> _Run:
         verbose=params["verbose"] and not params["quiet"],
         color=color,
         cache_dir=cache_dir,
+        use_project=params["use_project"],
     )
 
 
@@ -283,6 +293,25 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
         from ckptfix.cache import open_cache
 
         cache = open_cache(run.cache_dir, run.settings.options, lambda m: run.say(f"ckptfix: warning: {m}"))
+    views = None
+    if run.use_project and found.files:
+        from ckptfix.project.build import load_project
+
+        project = load_project(
+            run.paths,
+            run.settings.exclude,
+            run.respect_gitignore,
+            cache.directory if cache is not None else None,
+            lambda m: run.say(f"ckptfix: warning: {m}"),
+        )
+        views = project.view
+        if run.verbose:
+            click.echo(
+                project.note
+                or f"project {project.root}: {len(project.summaries)} of {len(project.index.files)} files "
+                f"summarised in {time.perf_counter() - started:.2f} s",
+                err=True,
+            )
     progress = Progress(len(found.files), sys.stderr, enabled=not run.quiet and not run.verbose)
 
     def on_result(result: engine.FileResult) -> None:
@@ -297,7 +326,7 @@ def _process(run: _Run, mode: Mode) -> _Outcome:
                 state += " (cached)"
             click.echo(f"{result.path}: {state}", err=True)
 
-    results = engine.run(found.files, run.settings.options, mode, jobs, on_result, cache)
+    results = engine.run(found.files, run.settings.options, mode, jobs, on_result, cache, views)
     progress.close()
     for result in results:
         if result.error:
@@ -403,7 +432,7 @@ def check(summary: bool, **params: Any) -> None:
 
 
 def _held_back(findings: list[Finding]) -> str:
-    """"; 2 more with --unsafe-fixes": the unsafe fixes a run did not write."""
+    """ "; 2 more with --unsafe-fixes": the unsafe fixes a run did not write."""
     held = sum(f.unsafe and not f.fixable for f in findings)
     return f"; {held} more with `--unsafe-fixes`" if held else ""
 

@@ -278,6 +278,26 @@ def discover(
     return out
 
 
+def project_files(
+    directory: str,
+    exclude: Iterable[str],
+    root: str | os.PathLike[str],
+    respect_gitignore: bool = True,
+    limit: int | None = None,
+) -> list[str] | None:
+    """The absolute paths of the Python files under `directory`, excludes and .gitignore applied as
+    for a walked directory (the project model reads them; unreadable directories are skipped, as
+    they hold no fact a run can use); None when there are more than `limit`."""
+    top = os.path.abspath(directory)
+    out = Discovered([], [])
+    found: list[str] = []
+    for path, _ in _walk(top, top, _Ignorer(tuple(exclude), root, respect_gitignore), out):
+        found.append(path)
+        if limit is not None and len(found) > limit:
+            return None
+    return found
+
+
 def is_excluded(
     path: str, exclude: Iterable[str], root: str | os.PathLike[str], respect_gitignore: bool = True
 ) -> bool:

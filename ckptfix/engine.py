@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from multiprocessing.pool import Pool
 
     from ckptfix.cache import Cache
+    from ckptfix.project.view import ProjectView
 
 Mode = Literal["check", "fix", "diff"]
 
@@ -62,17 +63,21 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResult:
-    """Check or rewrite already decoded source (a file's, or stdin's)."""
+def process_source(
+    source: SourceFile, options: Options, mode: Mode, project: ProjectView | None = None
+) -> FileResult:
+    """Check or rewrite already decoded source (a file's, or stdin's); `project`: the facts of the
+    other files of its project."""
     from ckptfix import api
 
     path = source.path
     try:
         if mode == "check":
-            return FileResult(path, tuple(sorted(api.check_source(source.text, path, options))), parsed=True)
+            findings = api.check_source(source.text, path, options, project)
+            return FileResult(path, tuple(sorted(findings)), parsed=True)
         # fix_source analyses once and loads libcst only when something is fixable, so `apply` on a
         # large tree costs what the files that need a rewrite cost.
-        result = api.fix_source(source.text, path, options)
+        result = api.fix_source(source.text, path, options, project)
         new_text = result.new_source
         if new_text is None or new_text == source.text:
             return FileResult(path, tuple(sorted(result.findings)), parsed=True)
@@ -82,7 +87,7 @@ def process_source(source: SourceFile, options: Options, mode: Mode) -> FileResu
     # that does not even parse (a bug of ours) must never reach the disk or a reviewer. fix_source,
     # not check_source: a guard `apply` refused to lift is then reported with the reason.
     try:
-        remaining = tuple(sorted(api.fix_source(new_text, path, options).findings))
+        remaining = tuple(sorted(api.fix_source(new_text, path, options, project).findings))
     except api.SourceError as exc:
         return FileResult(path, error=f"internal error: the rewrite does not parse ({exc}); left unchanged")
     fixed = max(len(result.findings) - len(remaining), 0)
@@ -106,16 +111,20 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def process_data(path: str, data: bytes, options: Options, mode: Mode) -> FileResult:
+def process_data(
+    path: str, data: bytes, options: Options, mode: Mode, project: ProjectView | None = None
+) -> FileResult:
     """Decode, check or rewrite, and write back one file whose bytes passed the prefilter; never raises."""
     with _collector_paused():
-        return _process_data(path, data, options, mode)
+        return _process_data(path, data, options, mode, project)
 
 
-def _process_data(path: str, data: bytes, options: Options, mode: Mode) -> FileResult:
+def _process_data(
+    path: str, data: bytes, options: Options, mode: Mode, project: ProjectView | None
+) -> FileResult:
     try:
         source = decode(path, data)
-        result = process_source(source, options, mode)
+        result = process_source(source, options, mode, project)
         if mode == "fix" and result.new_text is not None:
             write_back(source, result.new_text)
         return result
@@ -127,17 +136,34 @@ def _process_data(path: str, data: bytes, options: Options, mode: Mode) -> FileR
         )
 
 
-def process_file(path: str, options: Options, mode: Mode, cache: Cache | None = None) -> FileResult:
+def process_file(
+    path: str,
+    options: Options,
+    mode: Mode,
+    cache: Cache | None = None,
+    project: ProjectView | None = None,
+) -> FileResult:
     """process_data for a file that passed `triage`: reads it again (from the page cache), which
     costs less than keeping or shipping the bytes. Stores the findings of the bytes it analysed."""
     try:
         data = read_bytes(path)
     except FileError as exc:
         return FileResult(path, error=str(exc))
-    result = process_data(path, data, options, mode)
+    result = process_data(path, data, options, mode, project)
     if cache is not None and result.error is None and _cacheable(result, mode):
-        cache.store(path, data, result.findings)
+        cache.store(path, data, result.findings, project.digest if project is not None else b"")
     return result
+
+
+Task = tuple[str, "ProjectView | None"]  # a path and the facts of its project's other files
+
+
+def _process_task(task: Task, options: Options, mode: Mode, cache: Cache | None) -> FileResult:
+    return process_file(task[0], options, mode, cache, task[1])
+
+
+def _triage_task(task: Task, options: Options, mode: Mode, cache: Cache | None) -> Triaged:
+    return triage(task[0], options, mode, cache, task[1])
 
 
 def _cacheable(result: FileResult, mode: Mode) -> bool:
@@ -149,7 +175,13 @@ def _cacheable(result: FileResult, mode: Mode) -> bool:
 Triaged = tuple[str, int, FileResult | None]
 
 
-def triage(path: str, options: Options, mode: Mode = "check", cache: Cache | None = None) -> Triaged:
+def triage(
+    path: str,
+    options: Options,
+    mode: Mode = "check",
+    cache: Cache | None = None,
+    project: ProjectView | None = None,
+) -> Triaged:
     """Read one file, run the byte prefilter, then look in the cache: (path, size, None) when it needs
     a parse, else (path, 0, its final result: nothing to find, the cached findings, or why it could
     not be read)."""
@@ -157,10 +189,10 @@ def triage(path: str, options: Options, mode: Mode = "check", cache: Cache | Non
         data = read_bytes(path)
     except FileError as exc:
         return path, 0, FileResult(path, error=str(exc))
-    if not might_need_work(data, options):
+    if not might_need_work(data, options) and not (project is not None and project.distributed):
         return path, 0, FileResult(path)
     if cache is not None:
-        findings = cache.load(path, data)
+        findings = cache.load(path, data, project.digest if project is not None else b"")
         # apply needs the analysis itself for a file with findings; one without has nothing to rewrite.
         if findings is not None and (mode == "check" or not findings):
             return path, 0, FileResult(path, findings, parsed=True, cached=True)
@@ -188,6 +220,7 @@ def run(
     jobs: int,
     on_result: Callable[[FileResult], None] | None = None,
     cache: Cache | None = None,
+    views: Callable[[str], ProjectView] | None = None,
 ) -> list[FileResult]:
     """Process `paths` on up to `jobs` processes; results come back in the order of `paths`.
 
@@ -195,9 +228,14 @@ def run(
     microseconds each, and takes the findings of the rest from `cache` where it has them: on a large
     tree the workers share it, in chunks, on a small one the parent does it alone. Then the
     candidates, which need a parse, go to the workers one by one, largest first, so that no worker is
-    left with a big file at the end while the others sit idle.
+    left with a big file at the end while the others sit idle. `views` gives each file the facts of
+    the other files of its project (ckptfix.project), worked out here and handed to the workers.
     """
     results: dict[str, FileResult] = {}
+
+    def view(path: str) -> ProjectView | None:
+        return views(path) if views is not None else None
+
     candidates: list[tuple[int, str]] = []
 
     def done(result: FileResult) -> None:
@@ -213,18 +251,19 @@ def run(
                 done(result)
 
     def analyse(pool: Pool) -> None:
-        task = partial(process_file, options=options, mode=mode, cache=cache)
-        for result in pool.imap_unordered(task, [path for _, path in sorted(candidates, reverse=True)]):
+        task = partial(_process_task, options=options, mode=mode, cache=cache)
+        ordered = [(path, view(path)) for _, path in sorted(candidates, reverse=True)]
+        for result in pool.imap_unordered(task, ordered):
             done(result)
 
     if jobs > 1 and len(paths) >= _FILES_FOR_SHARED_TRIAGE:
         # With a cache, the files to analyse may be none at all: a run of cache hits needs no analysis.
         with _pool(jobs, preload=cache is None) as pool:
-            triage_one = partial(triage, options=options, mode=mode, cache=cache)
-            sort_out(pool.imap_unordered(triage_one, paths, _TRIAGE_CHUNK))
+            triage_one = partial(_triage_task, options=options, mode=mode, cache=cache)
+            sort_out(pool.imap_unordered(triage_one, [(p, view(p)) for p in paths], _TRIAGE_CHUNK))
             analyse(pool)
     else:
-        sort_out(triage(path, options, mode, cache) for path in paths)
+        sort_out(triage(path, options, mode, cache, view(path)) for path in paths)
         # Starting workers costs about as much as checking a mid-sized file: not worth it for a few.
         total = sum(size for size, _ in candidates)
         workers = min(jobs, len(candidates), 1 + total // _BYTES_PER_WORKER)
@@ -233,5 +272,5 @@ def run(
                 analyse(pool)
         else:
             for _, path in sorted(candidates, reverse=True):
-                done(process_file(path, options, mode, cache))
+                done(process_file(path, options, mode, cache, view(path)))
     return [results[p] for p in paths]

@@ -51,7 +51,9 @@ RULES: dict[str, Rule] = {
                 global guard for a launcher-dependent one.
                 Already guarded: rank comparisons, is_main_process()/is_master/master_process/should_save
                 and friends, `and` clauses, early returns, @rank_zero_only, helpers whose callers are all
-                guarded. Local-rank guards (local_rank in [-1, 0], gpu_id == 0) write once per node:
+                guarded, in this file or in any other file of the project (predicates, rank flags and
+                decorators defined in another module count too; README: "Facts that cross files").
+                Local-rank guards (local_rank in [-1, 0], gpu_id == 0) write once per node:
                 reported, not rewritten. One writer other than rank 0 (is_last_rank(), rank == 3, a
                 group's rank()) is deliberate: left alone. Per-rank files (the rank in the name, or passed
                 by a caller), temp files, files read back by the code that wrote them (caches), and
@@ -99,8 +101,13 @@ RULES: dict[str, Rule] = {
                 site, outside the caller's branches; a save followed by `break` gets it after the loop.
                 Not rewritten when no such place exists (an early `return` or `continue`), nor inside a
                 function whose callers ckptfix cannot see (nothing in the file calls it, it is passed as a
-                value or registered as a hook, it is a method of a framework's class): the barrier is its
-                callers' to place, and the finding says so.
+                value or registered as a hook, it is a method of a framework's class, a public function
+                of a packaged library): the barrier is its callers' to place, and the finding says so.
+                Across files: a function called under a guard (or passed around) in another file of the
+                project never gets a barrier inside; the call sites there get it, as checkpoint events
+                of their own (the message names the file and line of the write: "the write is in another
+                file, at utils.py:10"). Where its calls in other files are unguarded but not provably
+                made by every rank, a barrier inside it is an unsafe fix.
                 Which style: with --style runtime (the default) the timeout is a stall timeout. The
                 barrier keeps waiting while the main process's atomic_save makes progress, or while the
                 main process is alive and busy with something else under its guard (validation, an
@@ -252,6 +259,10 @@ RULES: dict[str, Rule] = {
                 rank-divergent `break`s and stop flags. A lift of a collective recognised by its method
                 name only (save_state, save_checkpoint, ...) is an unsafe fix: under plain DDP it may be no
                 collective at all.
+                Across files: a guarded call of a function of another file of the project that reaches a
+                collective is reported with where the collective is ("it runs
+                torch.distributed.all_gather_object (utils.py:6)"), not rewritten; a function of the
+                project that reaches none is no collective, whatever its name.
                 Not findings: a guarded collective balanced by the other ranks' own ("rank 0 goes first":
                 `if rank != 0: barrier()` ... `if rank == 0: barrier()`), a method of an object built on
                 rank 0 only (`saver.save_checkpoint()` with `saver = None` elsewhere), a stop flag rank 0

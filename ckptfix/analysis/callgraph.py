@@ -6,6 +6,10 @@ reaches a collective) through other helpers does so at any depth. Call sites are
 `x` was built from a class of this module (`trainer = Trainer(); trainer.m()`). Calls on receivers of
 unknown type are not sites (`img.save()` is not `Trainer.save`). A reference that is not a call
 (`Thread(target=save)`) counts as an unguarded site, since we cannot see where it runs.
+
+Calls from the other files of the project (ckptfix.project) count too: a function every call of which,
+in any file, is guarded runs on the main process only; a function called from another file has callers
+this file does not hold, so a barrier inside it is never this file's to place.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 
-from ckptfix.analysis.guards import Guard, GuardRecognizer
+from ckptfix.analysis.guards import Guard, GuardRecognizer, Kind
 from ckptfix.analysis.names import last_name
 from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import FunctionNode, Tree, walk_local
+from ckptfix.project.view import EMPTY, ExternalSite, ProjectView
 
 # Callables that start a function on every rank (it is passed to them, not called in the file).
 LAUNCHERS = frozenset(
@@ -25,9 +30,10 @@ LAUNCHERS = frozenset(
 
 
 class CallGraph:
-    def __init__(self, tree: Tree, guards: GuardRecognizer) -> None:
+    def __init__(self, tree: Tree, guards: GuardRecognizer, project: ProjectView = EMPTY) -> None:
         self.tree = tree
         self.guards = guards
+        self.project = project
         self.functions: list[FunctionNode] = list(tree.functions)
         self._plain: dict[str, list[FunctionNode]] = {}
         self._methods: dict[str, list[FunctionNode]] = {}
@@ -134,6 +140,27 @@ class CallGraph:
             return self._methods.get(node.attr, [])
         return []
 
+    # --- calls from other files -------------------------------------------------------------------------
+    def qualname(self, function: FunctionNode) -> str | None:
+        """`f`, or `Class.m` for a method of a module-level class: the name other files call it by."""
+        parent = self.tree.parent.get(id(function))
+        if parent is self.tree.module:
+            return function.name
+        if isinstance(parent, ast.ClassDef) and self.tree.parent.get(id(parent)) is self.tree.module:
+            return f"{parent.name}.{function.name}"
+        return None
+
+    def external_sites(self, function: FunctionNode) -> tuple[ExternalSite, ...]:
+        """Calls of (and references to) `function` in the project's other files."""
+        if not self.project.callers:
+            return ()
+        qual = self.qualname(function)
+        return self.project.callers.get(qual, ()) if qual is not None else ()
+
+    def library_public(self, function: FunctionNode) -> bool:
+        """A public function of a packaged library module: code outside the project may call it."""
+        return bool(self.project.library) and self.qualname(function) in self.project.library
+
     # --- guards across calls ---------------------------------------------------------------------------
     def function_guard(self, function: FunctionNode) -> Guard | None:
         """A guard covering all of `function`: a main-only decorator, or a guard at every call site."""
@@ -155,9 +182,16 @@ class CallGraph:
         if kind is not None:
             return Guard(kind, function)
         sites = self.sites[id(function)]
-        if not sites:
+        external = self.external_sites(function)
+        if not sites and not external:
             return None
+        if self.library_public(function):
+            return None  # callers outside the project may run it on any ranks
         found: list[Guard] = []
+        for other in external:
+            if not other.call or not other.guard:
+                return None
+            found.append(Guard(Kind(other.guard), function, where=other.where))
         for site in sites:
             if not isinstance(site, ast.Call):
                 # Passed as a value (`save_hyperparameters(setup, path)`, `Thread(target=f)`): where it
@@ -180,7 +214,9 @@ class CallGraph:
         return max(found, key=lambda g: g.kind) if found else None
 
     def has_guarded_site(self, function: FunctionNode) -> bool:
-        return any(self.guard(site) is not None for site in self.sites[id(function)])
+        return any(self.guard(site) is not None for site in self.sites[id(function)]) or any(
+            other.guard for other in self.external_sites(function)
+        )
 
     # --- who calls a function -----------------------------------------------------------------------
     def framework_hook(self, function: FunctionNode) -> str | None:
@@ -208,7 +244,27 @@ class CallGraph:
         """Why ckptfix cannot see on which ranks `function` runs, or None when every call is in the
         module (or a launcher starts it): then a barrier inside it is its callers' to place."""
         sites = self.sites[id(function)]
-        if not sites:
+        external = self.external_sites(function)
+        if external:
+            value = next((s for s in external if not s.call), None)
+            if value is not None:
+                return (
+                    f"`{function.name}` is passed as a value at {value.where}, so it may run on any ranks "
+                    "(a barrier belongs to its callers)"
+                )
+            guarded = [s.where for s in external if s.guard]
+            if guarded:
+                shown = ", ".join(guarded[:3]) + (", ..." if len(guarded) > 3 else "")
+                return (
+                    f"`{function.name}` is called under a main-process guard in another file ({shown}): "
+                    "the barrier after it is each call site's to place"
+                )
+        if self.library_public(function):
+            return (
+                f"`{function.name}` is a public function of a library module, which code outside the "
+                "project may call on any ranks (a barrier belongs to its callers)"
+            )
+        if not sites and not external:
             hook = self.framework_hook(function)
             if hook is not None:
                 return (
@@ -226,6 +282,17 @@ class CallGraph:
                 line = getattr(site, "lineno", "?")
                 return f"`{function.name}` is passed as a value at line {line}, so it may run on any ranks"
         return None
+
+    def callers_elsewhere_assumed(self, function: FunctionNode) -> str | None:
+        """What a barrier inside `function` assumes of its unguarded calls in other files, when the
+        project cannot show that every rank makes them (a call inside a branch, or in a function whose
+        own callers are unseen, as a submitit `Trainer.__call__`); None when it shows it, or there
+        are none. Such a fix is unsafe, not refused: nothing says a rank skips the call."""
+        unproved = [s.where for s in self.external_sites(function) if s.call and not s.guard and not s.alike]
+        if not unproved:
+            return None
+        shown = ", ".join(unproved[:3]) + (", ..." if len(unproved) > 3 else "")
+        return f"every rank calls `{function.name}` at {shown} (another file), which ckptfix cannot prove"
 
     def reaches_save(self, call: ast.Call, finder: SaveFinder) -> bool:
         """The call runs a module function that writes a checkpoint (through helpers, any depth)."""

@@ -22,6 +22,7 @@ from ckptfix.analysis.rules.save_rules import SaveRules
 from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import Tree
 from ckptfix.options import Options
+from ckptfix.project.view import ProjectView
 
 __all__ = ["Analysis", "Issue", "analyze"]
 
@@ -37,28 +38,37 @@ class Analysis:
     context: RuleContext | None = None
 
 
-def analyze(source: str, module: ast.Module, options: Options) -> Analysis:
-    """Run every selected rule over one parsed module."""
+def analyze(
+    source: str, module: ast.Module, options: Options, project: ProjectView | None = None
+) -> Analysis:
+    """Run every selected rule over one parsed module; `project`: what the other files of its project
+    say about the names it imports and the callers of its functions (ckptfix.project)."""
     tree = Tree(source, module)
     names = Names(module, tree)
-    if not (options.assume_distributed or is_distributed(tree, names)):
+    distributed = options.assume_distributed or is_distributed(tree, names)
+    if not (distributed or (project is not None and project.distributed)):
         return Analysis(tree, names, [], [])
-    checker = _Checker(tree, names, options)
+    checker = _Checker(tree, names, options, project)
     checker.run()
     return Analysis(tree, names, checker.issues, checker.init_keys, checker)
 
 
-def rule_context(tree: Tree, names: Names, options: Options) -> RuleContext:
+def rule_context(
+    tree: Tree, names: Names, options: Options, project: ProjectView | None = None
+) -> RuleContext:
     """What the rules know of a module (guards, call graph, uniform tests), without running them:
     the validator reads the program a plan produces through it."""
-    return _Checker(tree, names, options)
+    return _Checker(tree, names, options, project)
 
 
 class _Checker(SaveRules, BarrierRules, FinalSyncRules, CollectiveRules):
     """All rules over one module."""
 
     def run(self) -> None:
-        saves = [s for s in SaveFinder(self.tree, self.names, self.options.extra_save_functions).find()]
+        saves = [
+            s
+            for s in SaveFinder(self.tree, self.names, self.options.extra_save_functions, self.project).find()
+        ]
         checkpoints = [s for s in saves if not s.per_rank and not s.in_memory]
         for save in checkpoints:
             self._check_save(save)

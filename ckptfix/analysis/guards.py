@@ -17,6 +17,7 @@ from enum import IntEnum
 from ckptfix.analysis import catalog
 from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.tree import Tree
+from ckptfix.project.view import EMPTY, ProjectView
 
 
 class Kind(IntEnum):
@@ -36,14 +37,22 @@ class Guard:
     kind: Kind
     node: ast.AST
     exit: str | None = None
+    # "train.py:16": the guard is around the calls in another file of the project (node is then the
+    # guarded function itself).
+    where: str | None = None
 
 
 class GuardRecognizer:
     """Classifies expressions; `extra` holds user predicates (Options.extra_main_predicates)."""
 
-    def __init__(self, names: Names, extra_predicates: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, names: Names, extra_predicates: tuple[str, ...] = (), project: ProjectView = EMPTY
+    ) -> None:
         self.names = names
         self.extra = {name.rsplit(".", 1)[-1] for name in extra_predicates}
+        # Predicates, flags and decorators another file of the project defines (`comm.is_chief()`,
+        # `cfg.IS_MAIN`, `@dist_utils.main_only`), by the dotted name they resolve to here.
+        self.project = project
         # Objects that exist on the main process only (`learn_main_only_objects`): `x is not None`
         # and a truthy `x` test for them are guards.
         self.main_only: dict[str, Kind] = {}
@@ -221,6 +230,9 @@ class GuardRecognizer:
         # the name it was imported under.
         resolved = self.names.resolve(expr.func if isinstance(expr, ast.Call) else expr)
         if resolved is not None:
+            fact = self.project.fact(resolved)
+            if fact is not None and fact.predicate:
+                return Kind(fact.predicate)
             name = resolved.rsplit(".", 1)[-1]
         if name in catalog.LOCAL_MAIN_PREDICATES:
             return Kind.LOCAL
@@ -337,6 +349,10 @@ class GuardRecognizer:
     def decorator_kind(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> Kind | None:
         for decorator in function.decorator_list:
             name = last_name(decorator)
+            called = decorator.func if isinstance(decorator, ast.Call) else decorator
+            fact = self.project.fact(self.names.resolve(called)) if self.project else None
+            if fact is not None and fact.decorator:
+                return Kind(fact.decorator)
             if name in catalog.MAIN_ONLY_DECORATORS:
                 return Kind.GLOBAL
             if name in catalog.LOCAL_ONLY_DECORATORS:

@@ -7,8 +7,10 @@ import ast
 from dataclasses import dataclass
 
 from ckptfix.analysis import catalog
+from ckptfix.analysis.callbacks import triggers
 from ckptfix.analysis.names import Names, dotted, last_name
 from ckptfix.analysis.tree import Tree, walk_local
+from ckptfix.project.view import EMPTY, ProjectView
 
 ArgRef = tuple[int, str]  # (positional index, keyword name) of one argument
 
@@ -26,6 +28,10 @@ class Save:
     per_rank: bool
     in_memory: bool  # the destination is an io.BytesIO: not a checkpoint
     handle_with: ast.With | None  # `with open(p, "wb") as f: torch.save(x, f)`: the with that opens f
+    # A function of another file of the project that writes (at "utils.py:10", through helpers at any
+    # depth): guarding and atomic writing are its business, the barrier after the call is the caller's.
+    through: str | None = None
+    syncs: str | None = None  # ... and meets a barrier of its own after it (where)
 
     @property
     def is_torch_save(self) -> bool:
@@ -37,8 +43,9 @@ class Save:
 
     @property
     def is_delegated(self) -> bool:
-        """`utils.save_on_master(...)`: another module's helper writes, on the main process only."""
-        return self.target in catalog.DELEGATED_MAIN_SAVES
+        """`utils.save_on_master(...)`: another module's helper writes, on the main process only; or a
+        function of another file of the project writes."""
+        return self.target in catalog.DELEGATED_MAIN_SAVES or self.through is not None
 
 
 def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
@@ -62,13 +69,33 @@ def argument(call: ast.Call, ref: ArgRef | None) -> ast.expr | None:
 class SaveFinder:
     """Finds the saves of one module."""
 
-    def __init__(self, tree: Tree, names: Names, extra_save_functions: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tree: Tree,
+        names: Names,
+        extra_save_functions: tuple[str, ...] = (),
+        project: ProjectView = EMPTY,
+    ) -> None:
         self.tree = tree
         self.names = names
+        self.project = project
+        # Functions of the project's other files that write a checkpoint, by the name they resolve to.
+        self._project_saves = frozenset(name for name, fact in project.imported.items() if fact.saves)
+        # Calls of a loop variable over a callback list that holds one of those (`for cb in hooks: cb()`).
+        self._triggers = (
+            {
+                key: names_
+                for key, (_, elements) in triggers(tree).items()
+                if (names_ := [r for e in elements if (r := names.resolve(e)) in self._project_saves])
+            }
+            if self._project_saves
+            else {}
+        )
         self.extra = set(extra_save_functions)
         self.extra_last = {name.rsplit(".", 1)[-1] for name in extra_save_functions}
         self._resolved_targets = frozenset(
             {catalog.TORCH_SAVE, *catalog.SAFETENSORS_SAVES, *catalog.RUNTIME_SAVES, *self.extra}
+            | self._project_saves
         )
         # Names a save is matched by without resolving (save_pretrained; user names, unresolved;
         # another module's save_on_master).
@@ -78,6 +105,8 @@ class SaveFinder:
         self._loads: dict[int, list[tuple[str, int]]] = {}
 
     def target_of(self, call: ast.Call) -> str | None:
+        if self._triggers and id(call) in self._triggers:
+            return self._triggers[id(call)][0]  # a hook of another file that saves, run here
         func = call.func
         if not (
             self.names.may_resolve_to(func, self._resolved_targets)
@@ -90,6 +119,8 @@ class SaveFinder:
             if resolved == catalog.TORCH_SAVE or resolved in catalog.SAFETENSORS_SAVES:
                 return resolved
             if resolved in catalog.RUNTIME_SAVES or resolved in self.extra:
+                return resolved
+            if resolved in self._project_saves:
                 return resolved
         if isinstance(call.func, ast.Attribute) and call.func.attr == catalog.HF_SAVE_PRETRAINED:
             return catalog.HF_SAVE_PRETRAINED
@@ -108,6 +139,28 @@ class SaveFinder:
         target = self.target_of(node)
         if target is None or self._in_torchscript(node):
             return None  # TorchScript compiles its own subset of Python: never rewrite it
+        fact = self.project.fact(target) if target in self._project_saves else None
+        if fact is not None:
+            # The path's argument, where the helper's summary knows it; else every argument but the
+            # state itself (a dict, a state_dict() call): one that names the rank makes the call a
+            # per-rank write (not a checkpoint event) as far as this file can tell.
+            passed = [(str(i), a) for i, a in enumerate(node.args) if not isinstance(a, ast.Starred)]
+            passed += [(k.arg, k.value) for k in node.keywords if k.arg is not None]
+            if fact.dest:
+                values = [v for key, v in passed if key in fact.dest]
+            else:
+                values = [v for _, v in passed if not _state_like(v)]
+            return Save(
+                call=node,
+                target=target,
+                obj=None,
+                dest=None,
+                per_rank=any(self._mentions_rank(v, node) for v in values),
+                in_memory=False,
+                handle_with=None,
+                through=fact.saves,
+                syncs=fact.syncs,
+            )
         obj: ArgRef | None
         obj, dest = catalog.SAVE_ARGS.get(target, ((0, "obj"), (1, "f")))
         if target == catalog.HF_SAVE_PRETRAINED:
@@ -171,6 +224,10 @@ class SaveFinder:
             name = last_name(node) if isinstance(node, ast.Name | ast.Attribute | ast.Call) else None
             if name is not None and is_rank_name(name):
                 return True
+            if isinstance(node, ast.Call) and self.project.imported:
+                fact = self.project.fact(self.names.resolve(node.func))
+                if fact is not None and fact.rank:
+                    return True  # `shard_suffix()` of another file returns a rank-built text
             if (
                 depth < 3
                 and isinstance(node, ast.Name)
@@ -256,6 +313,11 @@ class SaveFinder:
                     if isinstance(bound, ast.Name) and bound.id == expr.id:
                         return ancestor
         return None
+
+
+def _state_like(expr: ast.expr) -> bool:
+    """What a checkpoint holds, not where it goes: a dict, or a `state_dict()` call."""
+    return isinstance(expr, ast.Dict) or (isinstance(expr, ast.Call) and last_name(expr.func) == "state_dict")
 
 
 # Calls that read a file back (torch.load, safetensors load_file / safe_open, numpy load).

@@ -153,7 +153,7 @@ class RankUniform:
         """No statement before `stmt` in its block may leave it (`break`, `continue`, `return`,
         `raise`) on a condition ranks may disagree on."""
         block, index = self.tree.block_of(stmt)
-        return all(self._exits_alike(previous) for previous in block[:max(index, 0)])
+        return all(self._exits_alike(previous) for previous in block[: max(index, 0)])
 
     def _exits_alike(self, stmt: ast.stmt, failures: bool = True) -> bool:
         """No exit from `stmt` depends on a condition ranks may disagree on. `failures=False`: a

@@ -140,6 +140,7 @@ class _Validator:
             module,
             self.options,
             reuse=self.before if analysis is self.analysis else None,
+            project=self.before.ctx.project,
         )
         self.last = module
         return validate(self.before, after, inline=self.options.style == "inline", moves_only=moves_only)

@@ -254,6 +254,12 @@ class Evaluator:
             catalog.HF_SAVE_PRETRAINED,
             *catalog.DELEGATED_MAIN_SAVES,
             *(name.rsplit(".", 1)[-1] for name in ctx.options.extra_save_functions),
+            # Functions of the project's other files that write, sync or run a collective.
+            *(
+                name.rsplit(".", 1)[-1]
+                for name, fact in ctx.project.imported.items()
+                if fact.saves or fact.collective or fact.syncs
+            ),
             *EFFECT_NAMES,
             "exit",
             "quit",

@@ -28,6 +28,7 @@ from ckptfix.analysis.rules.context import RuleContext
 from ckptfix.analysis.saves import SaveFinder
 from ckptfix.analysis.tree import LOOPS, FunctionNode, Tree
 from ckptfix.options import Options
+from ckptfix.project.view import ProjectView
 from ckptfix.validation.effects import (
     DELETE,
     MAIN_OBJECT,
@@ -77,6 +78,8 @@ class Verdict:
 class Program:
     """One version of a module, as the validator reads it."""
 
+    ctx: RuleContext
+
     def __init__(
         self,
         source: str,
@@ -84,6 +87,7 @@ class Program:
         options: Options,
         ctx: RuleContext | None = None,
         reuse: Program | None = None,
+        project: ProjectView | None = None,
     ) -> None:
         # `reuse`: the original, when this program was built from it by `plan_ast`, sharing every
         # statement it leaves alone (a function that is another object has changed; no need to compare
@@ -91,10 +95,12 @@ class Program:
         self.derived = reuse is not None
         if ctx is None:
             tree = Tree(source, module)
-            ctx = rule_context(tree, Names(module, tree), options)
+            if project is None and reuse is not None:
+                project = reuse.ctx.project  # the same file, so the same facts of the others
+            ctx = rule_context(tree, Names(module, tree), options, project)
         self.ctx = ctx
         self.tree = ctx.tree
-        finder = SaveFinder(self.tree, ctx.names, options.extra_save_functions)
+        finder = SaveFinder(self.tree, ctx.names, options.extra_save_functions, ctx.project)
         self.effects = EffectClassifier(self.tree, ctx.names, finder, set(ctx.guards.main_only))
         self.evaluator: Evaluator = Evaluator(
             ctx, self.effects, reuse.evaluator if reuse is not None else None
@@ -310,6 +316,9 @@ class Why:
 
     text: str
     proven: bool
+    # Only an assumption about callers in other files of the project is unproved: the fix is unsafe,
+    # not refused.
+    assumption: bool = False
 
 
 def why_not_alike(program: Program, node: ast.AST, seen: frozenset[int] = frozenset()) -> Why | None:
@@ -370,7 +379,14 @@ def _callers_alike(program: Program, function: FunctionNode, seen: frozenset[int
             continue  # handed to a launcher: every rank
         why = why_not_alike(program, site, seen | {id(function)})
         if why is not None:
-            return Why(f"`{function.name}` is called at line {site.lineno}, where {why.text}", why.proven)
+            return Why(
+                f"`{function.name}` is called at line {site.lineno}, where {why.text}",
+                why.proven,
+                why.assumption,
+            )
+    assumed = ctx.graph.callers_elsewhere_assumed(function)
+    if assumed is not None:
+        return Why(assumed, False, assumption=True)
     return None
 
 
@@ -676,6 +692,9 @@ def _check_reached(
             continue
         why = why_not_alike(after, call)
         what = "inserted" if known is None else "moved"
+        if why is not None and why.assumption:
+            verdict.unsafe.append(f"the `{_short(call)}` {what} at line {call.lineno} assumes {why.text}")
+            why = None
         if why is not None and (why.proven or known is None or executors <= known[0]):
             verdict.culprits.add(call.lineno)
             # A collective that only some ranks reached before, and that a condition ckptfix cannot

@@ -480,7 +480,7 @@ def test_save_then_break_gets_its_barrier_after_the_loop() -> None:
     )
     assert findings(before, select=frozenset({"CKP002"})) == [(9, "CKP002", True)]
     after = rewrite(before, select=frozenset({"CKP002"}))
-    assert "        model.step()\n    checkpoint_barrier(timeout=120)\n    print(\"done\")" in after
+    assert '        model.step()\n    checkpoint_barrier(timeout=120)\n    print("done")' in after
 
 
 def test_save_then_return_is_not_rewritten() -> None:

@@ -60,6 +60,7 @@ class CollectiveRules(RuleContext):
         rank then ends the loop on rank 0's value."""
         start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
         assigns = [a for a in walk_local(loop) if isinstance(a, ast.Assign)]
+
         def spelled(node: ast.AST) -> set[str]:
             return {name for n in ast.walk(node) if isinstance(n, ast.expr) and (name := dotted(n))}
 
@@ -115,8 +116,7 @@ class CollectiveRules(RuleContext):
         in_body = any(node is call for stmt in guard.body for node in ast.walk(stmt))
         other = guard.orelse if in_body else guard.body
         return any(
-            isinstance(node, ast.Call)
-            and self._collective(node) is not None
+            isinstance(node, ast.Call) and self._collective(node) is not None
             for stmt in other
             for node in ast.walk(stmt)
         )
@@ -135,7 +135,8 @@ class CollectiveRules(RuleContext):
             where = f"under the main-process guard at line {getattr(local.node, 'lineno', '?')}"
         else:
             where = self._guarded_chain(call)
-        lifted = self._lift(call, frozenset())
+        fact = self.project_fact(call)
+        lifted = self._lift(call, frozenset()) if fact is None else "the collective runs in another file"
         if isinstance(lifted, str):
             how = f" (not rewritten automatically: {lifted}; move the guard inward to the write by hand)"
             edits: list[Edit] = []
@@ -144,7 +145,13 @@ class CollectiveRules(RuleContext):
             edits = list(lifted)
         short = name.rsplit(".", 1)[-1]
         by_name = name not in catalog.COLLECTIVES and short not in catalog.TORCH_COLLECTIVE_METHODS
-        if by_name:  # accelerate's save_state, DeepSpeed's save_checkpoint: collectives when sharded
+        if fact is not None:
+            by_name = False
+            effect = (
+                f"it runs `{fact.collective}`, reached from `{short}` defined at {fact.where} in another "
+                "file: the other ranks never join it, so the job hangs"
+            )
+        elif by_name:  # accelerate's save_state, DeepSpeed's save_checkpoint: collectives when sharded
             effect = (
                 f"`{short}` is taken for a collective by its name: it is one where the framework shards "
                 "the state (DeepSpeed, FSDP), and then the other ranks never join it and the job hangs; "

@@ -16,6 +16,7 @@ from ckptfix.analysis.plan import Edit, Key
 from ckptfix.analysis.tree import LOOPS, Tree, exits, walk_local
 from ckptfix.analysis.uniform import RankUniform
 from ckptfix.options import Options
+from ckptfix.project.view import EMPTY, ImportedFact, ProjectView
 
 if TYPE_CHECKING:
     from ckptfix.validation.validator import Program
@@ -46,17 +47,20 @@ def fmt_seconds(seconds: float) -> str:
 class RuleContext:
     """What the rules read (tree, names, guards, call graph, options) and where they report."""
 
-    def __init__(self, tree: Tree, names: Names, options: Options) -> None:
+    def __init__(
+        self, tree: Tree, names: Names, options: Options, project: ProjectView | None = None
+    ) -> None:
         self.tree = tree
         self.names = names
         self.options = options
+        self.project = project or EMPTY
         self.runtime = options.style == "runtime"
-        self.guards = GuardRecognizer(names, options.extra_main_predicates)
+        self.guards = GuardRecognizer(names, options.extra_main_predicates, self.project)
         self.guards.learn_main_only_objects(tree)
         self.guards.learn_main_flags(tree)
         self.guards.learn_guard_names(tree)
         self.guards.learn_mode_parameters(tree)
-        self.graph = CallGraph(tree, self.guards)
+        self.graph = CallGraph(tree, self.guards, self.project)
         self.module_functions = {f.name for f in self.graph.functions}
         self.issues: list[Issue] = []
         self.init_keys: list[Key] = []
@@ -141,7 +145,31 @@ class RuleContext:
             and (dotted(call.func.value) or "") in self.guards.main_only
         ):
             return None
+        fact = self.project_fact(call)
+        if fact is not None:
+            # A function of another file: what it runs is known, whatever its name says.
+            return (dotted(call.func) or "?") if fact.collective else None
         return collective_name(call, self.names, self.module_functions)
+
+    def _contains_collective(self, node: ast.AST) -> bool:
+        """Evaluating `node` makes a collective call directly (a function of another file of the
+        project counts by what it runs, not by its name)."""
+        for child in ast.walk(node):
+            if not isinstance(child, ast.Call):
+                continue
+            fact = self.project_fact(child)
+            if fact is not None:
+                if fact.collective:
+                    return True
+            elif collective_name(child, self.names, self.module_functions) is not None:
+                return True
+        return False
+
+    def project_fact(self, call: ast.Call) -> ImportedFact | None:
+        """What the project's other files say of the function a call names, if it is one of theirs."""
+        if not self.project.imported:
+            return None
+        return self.project.fact(self.names.resolve(call.func))
 
     def _is_sync(self, call: ast.Call, carrier: bool = False) -> bool:
         """A barrier every rank reaches (directly or through a module helper), not one under a guard.
@@ -153,6 +181,9 @@ class RuleContext:
         def direct(node: ast.Call) -> bool:
             if carrier and self.runtime:
                 return self.names.resolve(node.func) in catalog.RUNTIME_BARRIERS
+            fact = self.project_fact(node)
+            if fact is not None:
+                return fact.syncs is not None and not carrier  # a helper of another file that syncs
             return is_barrier_call(node, self.names)
 
         if direct(call):

@@ -136,7 +136,10 @@ class Destinations(RuleContext):
             return PathSource()
         sites = self.graph.sites[id(function)]
         names = ", ".join(f"`{p}`" for p in parameters)
-        if not sites:
+        external = self._external_source(function, parameters)
+        if external is not None:
+            return external
+        if not sites and not self.graph.external_sites(function):
             return PathSource(
                 unseen=f"the path comes from {names}, a parameter of `{function.name}`, whose callers "
                 "ckptfix cannot see: if they pass a per-rank path, guarding the write loses the other "
@@ -166,6 +169,37 @@ class Destinations(RuleContext):
                     if found.per_rank is not None or found.unseen is not None:
                         return found
         return PathSource()
+
+    def _external_source(self, function: FunctionNode, parameters: list[str]) -> PathSource | None:
+        """What the calls from the project's other files pass for the path's parameters: a per-rank
+        value, or one they take from their own callers (which this file cannot follow); None when
+        they pass shared values (or there are no such calls)."""
+        if self.graph.library_public(function):
+            return PathSource(
+                unseen=f"`{function.name}` is a public function of a library module: callers outside the "
+                "project may pass a per-rank path"
+            )
+        external = self.graph.external_sites(function)
+        if not external:
+            return None
+        positions = _positions(function)
+        keys = {p: {p, str(positions[p])} if p in positions else {p} for p in parameters}
+        for site in external:
+            if not site.call:
+                return PathSource(
+                    unseen=f"`{function.name}` is passed around as a value at {site.where}: the path it "
+                    "writes may be per-rank"
+                )
+            for parameter, spelled in keys.items():
+                if spelled & set(site.rank_args):
+                    return PathSource(per_rank=0)  # the call at site.where passes a per-rank path
+                if spelled & set(site.param_args):
+                    return PathSource(
+                        unseen=f"the path comes from `{parameter}`, which the call at {site.where} passes "
+                        "on from its own caller's arguments: if they are per-rank, guarding the write "
+                        "loses the other ranks' files"
+                    )
+        return None
 
 
 _IN_MEMORY = frozenset({"BytesIO", "StringIO"})

@@ -81,7 +81,7 @@ class FinalSyncRules(BarrierPlacement):
     def _work_before_the_end(self, scope: ast.AST, end: ast.stmt, before: bool) -> ast.Call | None:
         """Main-process work after the last write of `scope` and before the final sync would go (before
         or after `end`): the final sync would make every rank wait for it."""
-        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions, self.project)
         limit = (end.lineno, end.col_offset) if before else (end.end_lineno or end.lineno, 1 << 30)
         writes = [
             c
@@ -129,7 +129,7 @@ class FinalSyncRules(BarrierPlacement):
 
     def _training_functions(self) -> list[FunctionNode]:
         """Outermost functions that run a loop calling backward() and reach a checkpoint save."""
-        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions, self.project)
 
         def backward(call: ast.Call) -> bool:
             return last_name(call.func) == "backward"
@@ -183,7 +183,7 @@ class FinalSyncRules(BarrierPlacement):
             return False
         if any(isinstance(n, ast.Break | ast.Continue | ast.Return) for n in walk_local(loop)):
             return False  # an iteration that may leave before the barrier (nested loops' too: simpler)
-        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions)
+        finder = SaveFinder(self.tree, self.names, self.options.extra_save_functions, self.project)
         return not any(
             isinstance(c, ast.Call)
             and (finder.target_of(c) is not None or self.graph.reaches_save(c, finder))

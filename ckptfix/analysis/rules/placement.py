@@ -27,6 +27,12 @@ class BarrierPlacement(RuleContext):
     def _check_barrier_after(self, save: Save, shown: str) -> bool:
         """CKP002 when no barrier follows the save; whether a barrier that carries a failed save to every
         rank follows it (already, or once the fix is applied)."""
+        if self._callers_elsewhere(save.call) is not None:
+            # Every way to this write comes from other files: each call there gets its barrier (their
+            # analysis sees a call of a function that saves), none goes in here.
+            return False
+        if save.syncs is not None:
+            return False  # the helper meets a barrier itself, after its write (ckptfix.project)
         anchors = self._anchors(save.call, frozenset())
         if anchors is not None:
             if all(self._barrier_follows(anchor, save.call) for anchor in anchors):
@@ -44,7 +50,7 @@ class BarrierPlacement(RuleContext):
                 "time out in the next collective while the main process writes (not rewritten "
                 f"automatically: a barrier after the guard would also wait for the main process's other "
                 f"work there, `{shown_work}(...)` at line {busy.lineno}, which may take longer than any "
-                "checkpoint timeout; put the barrier right after the write by hand)",
+                "checkpoint timeout; put the barrier right after the write by hand)" + _through(save),
             )
             return False
         # An anchor the code already follows with a barrier (`dist.barrier()` after the final save)
@@ -66,6 +72,7 @@ class BarrierPlacement(RuleContext):
             save.call,
             f"no barrier after the checkpoint written by `{shown}(...)`: the other ranks run ahead and time "
             "out in the next collective while the main process writes"
+            + _through(save)
             + ("" if edits else f" (not rewritten automatically: {why})"),
             edits,
         )
@@ -97,6 +104,32 @@ class BarrierPlacement(RuleContext):
             isinstance(site, ast.Call) and self._repeats(self.tree.statement(site), depth + 1)
             for site in sites
         )
+
+    def _callers_elsewhere(self, node: ast.AST) -> str | None:
+        """Where another file calls the function holding `node`, when every way to `node` comes from
+        other files' calls (through this file's helpers, if any), all of them seen as calls."""
+        where: str | None = None
+        pending: list[FunctionNode | None] = [self.tree.function(node)]
+        seen: set[int] = set()
+        while pending:
+            function = pending.pop()
+            if function is None:
+                return None  # module-level code of this file reaches it
+            if id(function) in seen:
+                continue
+            seen.add(id(function))
+            external = self.graph.external_sites(function)
+            if not all(site.call for site in external):
+                return None
+            where = where or (external[0].where if external else None)
+            local = self.graph.sites[id(function)]
+            if not local and not external:
+                return None  # an entry point of its own (or called from where ckptfix cannot see)
+            for site in local:
+                if not isinstance(site, ast.Call):
+                    return None
+                pending.append(self.tree.function(site))
+        return where
 
     def _other_main_work(self, anchor: ast.stmt, save: ast.Call) -> ast.Call | None:
         """Main-process work after the write (or after the call that leads to it) and before the end
@@ -244,6 +277,9 @@ class BarrierPlacement(RuleContext):
                 break
         escapes = local is not None and local.exit in {"return", "raise"}
         function = self.tree.function(node)
+        elsewhere = function is not None and self.graph.external_sites(function)
+        if elsewhere and self.graph.callers_unseen(function):  # type: ignore[arg-type]
+            return None  # called under a guard (or passed around) in other files: theirs to place
         if function is not None and (
             escapes
             or self.graph.function_guard(function) is not None
@@ -358,6 +394,11 @@ _CHEAP_METHODS = frozenset(
     {"pop", "get", "items", "keys", "values", "extend", "insert", "clear", "setdefault", "add", "discard"}
     | {"detach", "clone", "to", "numpy", "tolist", "strip", "split", "endswith", "startswith", "lower"}
 )
+
+
+def _through(save: Save) -> str:
+    """Where a function of another file writes the checkpoint a call saves, for the message."""
+    return f" (the write is in another file, at {save.through})" if save.through else ""
 
 
 def _position(node: ast.AST) -> tuple[int, int]:

@@ -6,7 +6,6 @@ import ast
 import re
 from collections.abc import Callable
 
-from ckptfix.analysis.collectives import contains_collective
 from ckptfix.analysis.guards import Guard, Kind, is_job_wide_test
 from ckptfix.analysis.names import dotted, last_name
 from ckptfix.analysis.plan import CallEdit, Edit, GuardTest, InlineAtomic, WrapGuard
@@ -47,7 +46,7 @@ class SaveRules(BarrierPlacement, Destinations):
             self._issue(
                 "CKP001",
                 call,
-                f"`{shown}(...)` is guarded by a local-rank test (line {getattr(guard.node, 'lineno', '?')}):"
+                f"`{shown}(...)` is guarded by a local-rank test ({_where(guard)}):"
                 " one writer per node on shared storage; use the global rank"
                 + (
                     ""
@@ -101,6 +100,11 @@ class SaveRules(BarrierPlacement, Destinations):
                 call,
                 f"`{shown}(...)` runs on the main process with no try/except: a failed write (full disk, "
                 "quota, network file system) stops the writer alone while the other ranks wait for it"
+                + (
+                    f" (main process through its callers in another file: {guard.where})"
+                    if guard.where
+                    else ""
+                )
                 + ("" if edits else " (not rewritten automatically: report the failure by hand)"),
                 edits,
             )
@@ -316,7 +320,7 @@ class SaveRules(BarrierPlacement, Destinations):
                 isinstance(prev, ast.Assign)
                 and all(isinstance(t, ast.Name) for t in prev.targets)
                 and self.tree.alone_on_line(prev)
-                and not contains_collective(prev, self.names, self.module_functions)
+                and not self._contains_collective(prev)
             ):
                 return None
         assigned = {
@@ -361,7 +365,7 @@ class SaveRules(BarrierPlacement, Destinations):
         return count
 
     def _success_only(self, stmt: ast.stmt, dest: str | None) -> bool:
-        if contains_collective(stmt, self.names, self.module_functions):
+        if self._contains_collective(stmt):
             return False
         if isinstance(stmt, ast.If) and not any(isinstance(n, ast.Call) for n in ast.walk(stmt.test)):
             return all(self._success_only(s, dest) for s in (*stmt.body, *stmt.orelse))
@@ -439,6 +443,11 @@ class SaveRules(BarrierPlacement, Destinations):
                 handle_name=self._fresh_local(scope, "checkpoint_file"),
             )
         ]
+
+
+def _where(guard: Guard) -> str:
+    """`line 12`, or `train.py:27` for a guard around the calls in another file of the project."""
+    return guard.where or f"line {getattr(guard.node, 'lineno', '?')}"
 
 
 def _to_rank_zero(call: ast.Call) -> bool:
