@@ -69,6 +69,13 @@ def _analyze(
     issues = [i for i in analysis.issues if not suppressions.suppressed(i.code, *i.lines)]
     if testfiles.is_test_file(path):
         issues = [replace(i, unsafe=i.unsafe or testfiles.REASON) if i.edits else i for i in issues]
+    if analysis.distributed_through:
+        # Nothing in the file says it runs distributed; only another file's predicate does.
+        reason = (
+            f"the file is taken for distributed code only because it uses {analysis.distributed_through}, "
+            "a main-process test of another file"
+        )
+        issues = [replace(i, unsafe=i.unsafe or reason) if i.edits else i for i in issues]
     return analysis, issues
 
 
