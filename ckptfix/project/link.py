@@ -153,15 +153,21 @@ class Project:
         return self.summaries[key[0]]["functions"][key[1]]
 
     def _through(self, field: str, key: FunctionKey) -> str | None:
-        own = self.function(key)
-        if own[field]:
-            line = own[field] if isinstance(own[field], int) else own[field][1]
-            text = self.where(key[0], line)
-            return f"{own[field][0]} ({text})" if isinstance(own[field], list) else text
-        for callee in self.outgoing(key):
-            found = self._fact(field, callee, lambda k: self._through(field, k))
-            if found is not None:
-                return found
+        """The first direct `field` fact among the functions `key` reaches (itself first): a search of
+        everything reachable, so that a cycle of helpers never hides a fact behind it."""
+        seen = {key}
+        pending = [key]
+        while pending:
+            current = pending.pop(0)
+            own = self.function(current)
+            if own[field]:
+                line = own[field] if isinstance(own[field], int) else own[field][1]
+                text = self.where(current[0], line)
+                return f"{own[field][0]} ({text})" if isinstance(own[field], list) else text
+            for callee in self.outgoing(current):
+                if callee not in seen:
+                    seen.add(callee)
+                    pending.append(callee)
         return None
 
     def saves(self, key: FunctionKey) -> str | None:
