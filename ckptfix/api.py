@@ -72,6 +72,13 @@ def _analyze(
     elif options.style == "runtime" and (package := packages.installable_package(path)) is not None:
         why = packages.reason(*package)
         issues = [replace(i, unsafe=i.unsafe or why) if i.edits else i for i in issues]
+    if analysis.distributed_through:
+        # Nothing in the file says it runs distributed; only another file's predicate does.
+        reason = (
+            f"the file is taken for distributed code only because it uses {analysis.distributed_through}, "
+            "a main-process test of another file"
+        )
+        issues = [replace(i, unsafe=i.unsafe or reason) if i.edits else i for i in issues]
     return analysis, issues
 
 

@@ -36,6 +36,9 @@ class Analysis:
     init_keys: list[Key]
     # What the rules learned of the module (guards, call graph); None when it is not distributed code.
     context: RuleContext | None = None
+    # Why the module is analysed although nothing in it says it is distributed code: it tests a
+    # main-process predicate of another file of the project (its fixes are then unsafe).
+    distributed_through: str | None = None
 
 
 def analyze(
@@ -46,11 +49,12 @@ def analyze(
     tree = Tree(source, module)
     names = Names(module, tree)
     distributed = options.assume_distributed or is_distributed(tree, names)
-    if not (distributed or (project is not None and project.distributed)):
+    through = None if distributed or project is None else project.distributed
+    if not (distributed or through):
         return Analysis(tree, names, [], [])
     checker = _Checker(tree, names, options, project)
     checker.run()
-    return Analysis(tree, names, checker.issues, checker.init_keys, checker)
+    return Analysis(tree, names, checker.issues, checker.init_keys, checker, through)
 
 
 def rule_context(

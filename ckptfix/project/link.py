@@ -54,7 +54,7 @@ class Project:
                 original = dotted.rsplit(".", 1)[-1]
                 if original != local:
                     self._aliases.setdefault(original, set()).add(local)
-        self._callers: dict[FunctionKey, list[tuple[str, dict[str, Any]]]] = {}
+        self._resolved_names: dict[str, dict[FunctionKey, list[tuple[str, dict[str, Any]]]]] = {}
         self._outgoing: dict[FunctionKey, list[FunctionKey]] = {}
         self._outgoing_files: set[str] = set()
         self._lookups: dict[tuple[str, int, str], tuple[str, Any] | None] = {}
@@ -64,22 +64,29 @@ class Project:
     # --- sites -----------------------------------------------------------------------------------------
     def callers(self, key: FunctionKey) -> list[tuple[str, dict[str, Any]]]:
         """Every site of the project that calls (or names) the function."""
-        found = self._callers.get(key)
-        if found is None:
-            names = {key[1].rsplit(".", 1)[-1]}
-            pending = list(names)
-            while pending:  # the names it is re-exported under, and theirs
-                for alias in self._aliases.get(pending.pop(), ()):
-                    if alias not in names:
-                        names.add(alias)
-                        pending.append(alias)
-            found = self._callers[key] = [
-                (path, site)
-                for name in names
-                for path, site in self._by_name.get(name, ())
-                if self._site_target(path, site) == key
-            ]
+        names = {key[1].rsplit(".", 1)[-1]}
+        pending = list(names)
+        while pending:  # the names it is re-exported under, and theirs
+            for alias in self._aliases.get(pending.pop(), ()):
+                if alias not in names:
+                    names.add(alias)
+                    pending.append(alias)
+        found: list[tuple[str, dict[str, Any]]] = []
+        for name in names:
+            found += self._sites_by_target(name).get(key, ())
         return found
+
+    def _sites_by_target(self, name: str) -> dict[FunctionKey, list[tuple[str, dict[str, Any]]]]:
+        """The sites spelling `name`, resolved once and grouped by the function they reach: a name
+        like `forward` is spelled by thousands of sites, asked about for hundreds of functions."""
+        grouped = self._resolved_names.get(name)
+        if grouped is None:
+            grouped = self._resolved_names[name] = {}
+            for path, site in self._by_name.get(name, ()):
+                target = self._site_target(path, site)
+                if target is not None:
+                    grouped.setdefault(target, []).append((path, site))
+        return grouped
 
     def outgoing(self, key: FunctionKey) -> list[FunctionKey]:
         """The project functions the function calls."""
@@ -153,15 +160,21 @@ class Project:
         return self.summaries[key[0]]["functions"][key[1]]
 
     def _through(self, field: str, key: FunctionKey) -> str | None:
-        own = self.function(key)
-        if own[field]:
-            line = own[field] if isinstance(own[field], int) else own[field][1]
-            text = self.where(key[0], line)
-            return f"{own[field][0]} ({text})" if isinstance(own[field], list) else text
-        for callee in self.outgoing(key):
-            found = self._fact(field, callee, lambda k: self._through(field, k))
-            if found is not None:
-                return found
+        """The first direct `field` fact among the functions `key` reaches (itself first): a search of
+        everything reachable, so that a cycle of helpers never hides a fact behind it."""
+        seen = {key}
+        pending = [key]
+        while pending:
+            current = pending.pop(0)
+            own = self.function(current)
+            if own[field]:
+                line = own[field] if isinstance(own[field], int) else own[field][1]
+                text = self.where(current[0], line)
+                return f"{own[field][0]} ({text})" if isinstance(own[field], list) else text
+            for callee in self.outgoing(current):
+                if callee not in seen:
+                    seen.add(callee)
+                    pending.append(callee)
         return None
 
     def saves(self, key: FunctionKey) -> str | None:

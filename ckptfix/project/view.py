@@ -75,11 +75,12 @@ class ProjectView:
         return blake2b(json.dumps(data, sort_keys=True).encode(), digest_size=20).digest()
 
     @property
-    def distributed(self) -> bool:
-        """The file tests a main-process predicate or flag of another file (`if comm.leader():`): it
-        is analysed even when its own imports and bytes do not say so. (Calling a function that runs
-        a collective somewhere is not enough: test files and tools do that on one process.)"""
-        return any(f.predicate for f in self.imported.values())
+    def distributed(self) -> str | None:
+        """Where the main-process predicate or flag of another file is that this file uses
+        (`comm.leader()`): it is then analysed even when its own imports and bytes do not say it is
+        distributed code. (Calling a function that runs a collective somewhere is not enough: test
+        files and tools do that on one process.)"""
+        return next((f"`{name}` ({f.where})" for name, f in self.imported.items() if f.predicate), None)
 
     def fact(self, resolved: str | None) -> ImportedFact | None:
         return self.imported.get(resolved) if resolved is not None else None

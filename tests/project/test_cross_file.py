@@ -417,3 +417,52 @@ def test_a_rank_in_the_state_passed_to_a_saving_helper_does_not_make_the_write_p
     per_rank = train.replace('"ckpt.pt"', 'f"ckpt_{args.rank}.pt"')
     write(root, {"train.py": per_rank})
     assert "CKP002" not in codes(check(root, "train.py"))  # the path names the rank: one file per rank
+
+
+def test_a_file_distributed_only_through_another_files_predicate_gets_unsafe_fixes_only(
+    tmp_path: Path,
+) -> None:
+    tool = """
+        import torch
+
+        import comm
+
+
+        def run(model):
+            torch.save(model.state_dict(), "m.pt")
+            if comm.leader(None):
+                print("done")
+        """
+    root = write(tmp_path, {"comm.py": PREDICATE_FILES["comm.py"], "tool.py": tool})
+    from ckptfix import api
+
+    assert api.check_source((root / "tool.py").read_text(), str(root / "tool.py")) == []
+    found = [f for f in check(root, "tool.py") if f.code == "CKP001"]
+    assert found and found[0].unsafe and not found[0].fixable
+    assert "only because it uses `comm.leader` (comm.py:4)" in found[0].message
+
+
+def test_a_cycle_of_helpers_does_not_hide_a_collective(tmp_path: Path) -> None:
+    helpers = """
+        import torch.distributed as dist
+
+
+        def ping(n):
+            if n:
+                pong(n - 1)
+
+
+        def pong(n):
+            ping(n)
+            dist.all_reduce(n)
+        """
+    train = TRAIN_GUARDED.replace('U.save_checkpoint(model.state_dict(), "ckpt.pt")', "U.ping(3)")
+    root = write(tmp_path, {"utils.py": helpers, "train.py": train})
+    project = link(root)
+    view = project.view(str(root / "train.py"))
+    assert view.imported["utils.ping"].collective == "torch.distributed.all_reduce (utils.py:11)"
+    # Asked in the other order, the same answer (no fact memoised half-way round the cycle).
+    project = link(root)
+    assert project.view(str(root / "utils.py")) is not None
+    key = (str(root / "utils.py"), "pong")
+    assert project.collective(key) and project.collective((str(root / "utils.py"), "ping"))
