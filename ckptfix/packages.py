@@ -17,10 +17,13 @@ repositories without packaging metadata are not libraries.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 
 _METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
 _DECLARATIONS = (*_METADATA, "requirements.txt")
+# An explicit list of the packages a project installs, in setup.py, setup.cfg or pyproject.toml.
+_EXPLICIT_PACKAGES = re.compile(r"packages\s*=\s*\[|\binclude\s*=\s*\[|packages\.find\.include")
 # Folders beside the package that projects do not install, even with an `__init__.py` in them.
 _NOT_INSTALLED = frozenset(
     {"examples", "example", "scripts", "tools", "tests", "test", "benchmarks", "bench", "docs"}
@@ -46,9 +49,10 @@ def installable_package(path: str) -> tuple[str, str] | None:
     if os.path.basename(root) == "src":
         root = os.path.dirname(root)
     metadata = _metadata(root)
-    if metadata is None or os.path.basename(top) in _NOT_INSTALLED or _declares_ckptfix(root):
+    name = os.path.basename(top)
+    if metadata is None or name in _NOT_INSTALLED or not _installs(root, name) or _declares_ckptfix(root):
         return None
-    return os.path.basename(top), metadata
+    return name, metadata
 
 
 def reason(package: str, metadata: str) -> str:
@@ -69,13 +73,25 @@ def _is_package(directory: str) -> bool:
     return os.path.isfile(os.path.join(directory, "__init__.py"))
 
 
+@lru_cache(maxsize=1024)
+def _installs(root: str, package: str) -> bool:
+    """Where the metadata lists its packages (`packages.find.include = ["litgpt", ...]`,
+    `packages=["guided_diffusion"]`), whether `package` is one of them; with `find_packages()` or no
+    list at all, every package folder is installed."""
+    text = "".join(_read(os.path.join(root, m)) for m in _METADATA)
+    if not _EXPLICIT_PACKAGES.search(text):
+        return True
+    return re.search(rf"[\"'/]{re.escape(package)}[\"'./]", text) is not None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 @lru_cache(maxsize=256)
 def _declares_ckptfix(root: str) -> bool:
-    for name in _DECLARATIONS:
-        try:
-            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
-                if "ckptfix" in f.read():
-                    return True
-        except OSError:
-            continue
-    return False
+    return any("ckptfix" in _read(os.path.join(root, name)) for name in _DECLARATIONS)

@@ -37,6 +37,26 @@ RUNTIME_MODULE = "ckptfix.runtime"
 # torch/distributed/distributed_c10d.py
 BARRIERS = frozenset({"torch.distributed.barrier", "torch.distributed.monitored_barrier"})
 INIT_PROCESS_GROUP = "torch.distributed.init_process_group"
+# What else creates the default process group on every rank, so that init_sync() can follow it: a
+# first barrier with no gloo group of its own must create one while rank 0 may be busy writing, which
+# bounds it by a fixed deadline (review shape 13: Accelerator, deepspeed and mmengine set the group up).
+PROCESS_GROUP_INITIALIZERS = frozenset(
+    {
+        INIT_PROCESS_GROUP,
+        "accelerate.Accelerator",
+        "accelerate.PartialState",
+        "accelerate.state.PartialState",
+        "deepspeed.init_distributed",
+        "deepspeed.initialize",
+        "deepspeed.comm.init_distributed",
+        "mmengine.dist.init_dist",
+        "mmengine._strategy.DDPStrategy",
+        "mmengine._strategy.FSDPStrategy",
+        "mmengine._strategy.DeepSpeedStrategy",
+        "colossalai.launch_from_torch",
+        "colossalai.launch",
+    }
+)
 DESTROY_PROCESS_GROUP = "torch.distributed.destroy_process_group"
 RUNTIME_BARRIERS = frozenset({"ckptfix.runtime.checkpoint_barrier", "ckptfix.runtime.final_sync"})
 # Last name components that mean "every rank waits here" for helpers we cannot resolve: accelerate's

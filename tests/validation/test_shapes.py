@@ -683,6 +683,11 @@ def test_a_modules_fixes_in_an_installable_package_are_unsafe(tmp_path: Path) ->
     (example / "trainer.py").write_text(code)
     found = check_source(code, str(example / "trainer.py"), SAFE)
     assert not [f for f in found if f.unsafe and f.code == "CKP005"]
+    # a package folder the metadata's explicit list leaves out (litgpt installs `litgpt*` only)
+    (other / "setup.py").write_text('from setuptools import setup\nsetup(packages=["other_lib"])\n')
+    packages._installs.cache_clear()
+    found = check_source(code, str(namespace / "io.py"), SAFE)
+    assert not [f for f in found if f.code == "CKP005" and f.unsafe]
     # a script beside the package is no module of it
     script = tmp_path / "train.py"
     script.write_text(code)
@@ -725,3 +730,27 @@ def test_accelerates_sync_gradients_is_the_same_on_every_rank() -> None:  # shap
     assert after is not None and "torch.save" not in after
     barrier = " " * 20 + "checkpoint_barrier(timeout=120)\n"
     assert barrier + " " * 16 + "if global_step >= args.max_train_steps:" in after
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "accelerator = Accelerator()",
+        "deepspeed.init_distributed()",
+        "strategy = FSDPStrategy(launcher='pytorch')",
+    ],
+)
+def test_init_sync_follows_what_sets_up_the_process_group(setup: str) -> None:  # shape B13
+    # Without init_sync() the first barrier creates its gloo group itself, a collective that cannot
+    # complete while rank 0 writes: the first checkpoint would get a fixed deadline, not a stall timeout.
+    header = HEADER + "import deepspeed\nfrom accelerate import Accelerator\n"
+    header += "from mmengine._strategy import FSDPStrategy\n"
+    code = f"""
+        def main(model):
+            {setup}
+            for epoch in range(3):
+                if dist.get_rank() == 0:
+                    torch.save(model.state_dict(), f"ckpt/epoch_{{epoch}}.pt")
+    """
+    after = fix_source(src(code, header), "train.py", SAFE).new_source
+    assert after is not None and f"    {setup}\n    init_sync()\n" in after

@@ -15,7 +15,7 @@ from ckptfix.analysis.tree import LOOPS, FunctionNode, walk_local
 
 # The calls `_check_final_sync` looks for.
 _SYNC_CALLS = frozenset(
-    {catalog.DESTROY_PROCESS_GROUP, catalog.INIT_PROCESS_GROUP, *catalog.RUNTIME_BARRIERS}
+    {catalog.DESTROY_PROCESS_GROUP, *catalog.PROCESS_GROUP_INITIALIZERS, *catalog.RUNTIME_BARRIERS}
 )
 
 
@@ -34,7 +34,7 @@ class FinalSyncRules(BarrierPlacement):
                 destroys.append(node)
             elif resolved in catalog.RUNTIME_BARRIERS:
                 runtime_barriers = True
-            elif resolved == catalog.INIT_PROCESS_GROUP:
+            elif resolved in catalog.PROCESS_GROUP_INITIALIZERS:
                 self._check_init(node)
         # accelerate's Accelerator.end_training() destroys the process group too.
         destroys += [
@@ -45,7 +45,8 @@ class FinalSyncRules(BarrierPlacement):
                 self._issue(
                     "CKP004",
                     call,
-                    "ckptfix.runtime barriers are used but init_sync() does not follow init_process_group()",
+                    "ckptfix.runtime barriers are used but init_sync() does not follow "
+                    f"`{self.tree.text(call.func)}(...)`, which sets up the process group",
                     [Insert(key, True, "{init_sync}()", frozenset({"init_sync"}))],
                 )
         if not has_checkpoints:
@@ -97,8 +98,12 @@ class FinalSyncRules(BarrierPlacement):
 
     def _check_init(self, call: ast.Call) -> None:
         stmt = self.tree.statement(call)
-        if not (isinstance(stmt, ast.Expr) and stmt.value is call and self.tree.alone_on_line(stmt)):
-            return
+        if not (
+            isinstance(stmt, ast.Expr | ast.Assign) and stmt.value is call and self.tree.alone_on_line(stmt)
+        ):
+            return  # `accelerator = Accelerator(...)` too; not a call inside another expression
+        if self.graph.guard(call) is not None:
+            return  # made on some ranks only: no place for a collective
         block, index = self.tree.block_of(stmt)
         following = block[index + 1 : index + 3]
         for sibling in following:
