@@ -61,7 +61,7 @@ def test_writer_that_stops_mid_file_fails_fast_on_every_rank(tmp_path):
         assert o.value["after"] <= 1.0 + timeout + SLACK, o.value
         message = o.value["message"]
         assert re.search(
-            r"rank 0 has written \d+\.\d kB of checkpoint\.pt and made no progress for [23] s", message
+            r"rank 0 has written \d+\.\d kB of checkpoint\.pt and made no progress for \d+ s", message
         ), message
         assert o.value["missing"] == [0]
     # Rank 0, when its write wakes up and it reaches the barrier, fails too instead of going on alone.
