@@ -96,7 +96,7 @@ def test_hard_ceiling_ends_even_a_progressing_write():
         if verdict is not None:
             break
     assert verdict is not None and verdict.kind == "ceiling" and t == 200
-    assert "is still writing big.pt" in verdict.reason and "hard ceiling of 200 s" in verdict.reason
+    assert "rank 0 was still writing big.pt" in verdict.reason and "hard ceiling of 200 s" in verdict.reason
 
 
 def test_ceiling_is_never_below_the_busy_allowance():
