@@ -160,7 +160,8 @@ def entering_barrier(sequence: int) -> None:
 
 def left_barrier() -> None:
     with _lock:
-        _activity.phase = "busy"
+        # A save on another thread (asynchronous checkpointing) may still be writing.
+        _activity.phase = "writing" if _activity.fd is not None else "busy"
 
 
 def abandoned(sequence: int) -> dict[str, Any] | None:
@@ -218,7 +219,8 @@ def writing(path: str, handle: IO[bytes]) -> Iterator[IO[bytes]]:
                 with contextlib.suppress(OSError):
                     _activity.written = os.fstat(_activity.fd).st_size
             _activity.fd = None
-            _activity.phase = "busy"
+            if _activity.phase == "writing":  # not if the main thread entered a barrier meanwhile
+                _activity.phase = "busy"
 
 
 def read(store: Any, *, exists: bool = False) -> dict[str, Any] | None:
