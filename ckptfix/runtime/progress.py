@@ -160,7 +160,8 @@ def entering_barrier(sequence: int) -> None:
 
 def left_barrier() -> None:
     with _lock:
-        _activity.phase = "busy"
+        # A save on another thread (asynchronous checkpointing) may still be writing.
+        _activity.phase = "writing" if _activity.fd is not None else "busy"
 
 
 def abandoned(sequence: int) -> dict[str, Any] | None:
@@ -218,7 +219,8 @@ def writing(path: str, handle: IO[bytes]) -> Iterator[IO[bytes]]:
                 with contextlib.suppress(OSError):
                     _activity.written = os.fstat(_activity.fd).st_size
             _activity.fd = None
-            _activity.phase = "busy"
+            if _activity.phase == "writing":  # not if the main thread entered a barrier meanwhile
+                _activity.phase = "busy"
 
 
 def read(store: Any, *, exists: bool = False) -> dict[str, Any] | None:
@@ -303,7 +305,7 @@ class Watch:
                 self.rank0_here = True
                 self.idle_since = now
         if elapsed >= self.ceiling:
-            return Verdict("ceiling", self._ceiling_reason(elapsed))
+            return Verdict("ceiling", self.ceiling_reason(elapsed))
         if self.rank0_here or self.record is None:
             # Rank 0 is here (or publishes nothing): the late rank publishes nothing either.
             return Verdict("late", "") if now - self.idle_since >= self.timeout else None
@@ -335,15 +337,17 @@ class Watch:
             )
         return None
 
-    def _ceiling_reason(self, elapsed: float) -> str:
-        what = "did not arrive"
-        if self.work is not None and self.work[0] == "writing" and not self.rank0_here:
-            what = f"is still writing {_name(self.work[1])} ({human_bytes(self.work[2])} written)"
-        elif self.rank0_here:
-            what = "was still missing"
+    def ceiling_reason(self, elapsed: float) -> str:
+        """Why a barrier gave up at the hard ceiling, with what the late rank was doing then."""
+        if self.rank0_here or self.work is None:
+            who = "the late rank was still missing"
+        elif self.work[0] == "writing":
+            who = f"rank 0 was still writing {_name(self.work[1])} ({human_bytes(self.work[2])} written)"
+        else:
+            who = "rank 0 had not arrived (alive, busy with something else)"
         return (
-            f"the late rank {what} when the barrier reached its hard ceiling of {self.ceiling:g} s "
-            f"after {elapsed:.0f} s"
+            f"{who} when the barrier reached its hard ceiling of {self.ceiling:g} s after {elapsed:.0f} s "
+            "(CKPTFIX_BARRIER_CEILING)"
         )
 
     def last_seen(self) -> str:

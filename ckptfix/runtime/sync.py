@@ -425,6 +425,9 @@ class _Wait:
 
     def _collective_failure_text(self, missing: tuple[int, ...] | None) -> str:
         """The collective failed under us: another rank gave up (and left), died, or gloo timed out."""
+        elapsed = time.monotonic() - self.started
+        if elapsed >= self.ceiling:
+            return self.watch.ceiling_reason(elapsed) + "."
         other = None
         if self.store is not None:
             try:
@@ -526,7 +529,8 @@ def _reduce_status(
     status = torch.tensor([int(failed), int(raise_policy and dist.get_rank() == 0)], dtype=torch.int32)
     options = dist.AllreduceOptions()
     options.reduceOp = dist.ReduceOp.MAX
-    options.timeout = timedelta(seconds=wait.ceiling)
+    # A little past the ceiling, so that this rank's own judgement (with its message) comes first.
+    options.timeout = timedelta(seconds=wait.ceiling + 2 * wait.poll + 5)
     process_group = group if group is not None else dist.group.WORLD
     work = process_group.allreduce([status], options)
     wait.until_done(work, process_group)

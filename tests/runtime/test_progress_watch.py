@@ -96,7 +96,7 @@ def test_hard_ceiling_ends_even_a_progressing_write():
         if verdict is not None:
             break
     assert verdict is not None and verdict.kind == "ceiling" and t == 200
-    assert "is still writing big.pt" in verdict.reason and "hard ceiling of 200 s" in verdict.reason
+    assert "rank 0 was still writing big.pt" in verdict.reason and "hard ceiling of 200 s" in verdict.reason
 
 
 def test_ceiling_is_never_below_the_busy_allowance():
@@ -157,3 +157,13 @@ def test_a_collective_completing_as_the_slice_ends_is_a_pass_not_a_failure():
     work = _RacingWork()
     wait.until_done(work, None)
     assert len(work.waits) == 2 and work.waits[1] is None
+
+
+def test_a_write_on_another_thread_does_not_hide_that_rank0_is_at_the_barrier(tmp_path):
+    with open(tmp_path / "c.pt", "wb") as handle, progress.writing(str(tmp_path / "c.pt"), handle):
+        progress.entering_barrier(7)  # the main thread reaches a barrier while the save goes on
+        assert progress._snapshot(1)["phase"] == "barrier"
+    assert progress._snapshot(2)["phase"] == "barrier"
+    progress.left_barrier()
+    assert progress._snapshot(3)["phase"] == "busy"
+    progress.stop()

@@ -48,3 +48,21 @@ def test_bad_environment_values_name_the_variable(monkeypatch, raw):
 def test_policy_from_environment(monkeypatch, raw, policy):
     monkeypatch.setenv(settings.SAVE_ERROR_POLICY_ENV, raw)
     assert settings.save_error_policy() == policy
+
+
+def test_ceiling_and_progress_interval_defaults_and_environment(monkeypatch):
+    monkeypatch.delenv(settings.CEILING_ENV, raising=False)
+    monkeypatch.delenv(settings.PROGRESS_INTERVAL_ENV, raising=False)
+    assert settings.ceiling() == 6 * 3600.0
+    assert settings.progress_interval() == 1.0
+    monkeypatch.setenv(settings.CEILING_ENV, "86400")
+    monkeypatch.setenv(settings.PROGRESS_INTERVAL_ENV, "0")
+    assert settings.ceiling() == 86400.0
+    assert settings.progress_interval() == 0.0  # off: fixed deadlines
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "inf"])
+def test_bad_progress_interval_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv(settings.PROGRESS_INTERVAL_ENV, raw)
+    with pytest.raises(ValueError, match=settings.PROGRESS_INTERVAL_ENV):
+        settings.progress_interval()

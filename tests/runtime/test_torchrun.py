@@ -62,5 +62,5 @@ def test_stalled_rank_zero_fails_the_job_fast_with_its_name(tmp_path):
     assert "checkpoint barrier 'checkpoint' (#1) failed on rank 1" in output
     # Half of the 401.6 kB file; the slack in the size is the zip layout's.
     assert re.search(
-        r"rank 0 has written 20\d\.\d kB of checkpoint\.pt and made no progress for [345] s", output
+        r"rank 0 has written 20\d\.\d kB of checkpoint\.pt and made no progress for \d+ s", output
     )

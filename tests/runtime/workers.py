@@ -160,9 +160,11 @@ def busy_rank0(rank: int, world: int, timeout: float, busy: float) -> dict[str, 
     return _barrier_outcome(timeout)
 
 
-def _slow_torch_save(chunks: int, pause: float, stop_after: int | None, kill_after: int | None) -> Any:
+def _slow_torch_save(
+    chunks: int, pause: float, stop_after: int | None, kill_after: int | None, stop_for: float
+) -> Any:
     """A torch.save that writes its bytes in `chunks` flushed pieces, `pause` s apart, as slow storage
-    does; it stops for good (sleeps 60 s) or SIGKILLs its process after `stop_after`/`kill_after`."""
+    does; it stops (sleeps `stop_for` s) or SIGKILLs its process after `stop_after`/`kill_after`."""
     import io
     import signal
 
@@ -175,7 +177,7 @@ def _slow_torch_save(chunks: int, pause: float, stop_after: int | None, kill_aft
         size = -(-len(data) // chunks)
         for index in range(chunks):
             if index == stop_after:
-                time.sleep(60)
+                time.sleep(stop_for)
             if index == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             f.write(data[index * size : (index + 1) * size])
@@ -194,6 +196,7 @@ def slow_writer(
     pause: float,
     stop_after: int | None = None,
     kill_after: int | None = None,
+    stop_for: float = 60.0,
 ) -> dict[str, Any]:
     """Rank 0 writes a ~1 MB checkpoint through atomic_save at a pace (or stops, or dies) while the
     others wait at the barrier after it."""
@@ -201,7 +204,7 @@ def slow_writer(
     checkpoint_barrier(timeout=timeout)
     path = os.path.join(directory, "checkpoint.pt")
     if is_main_process():
-        torch.save = _slow_torch_save(chunks, pause, stop_after, kill_after)
+        torch.save = _slow_torch_save(chunks, pause, stop_after, kill_after, stop_for)
         try:
             atomic_save({"weights": torch.arange(250_000, dtype=torch.float32)}, path)
         except Exception as exc:
