@@ -142,14 +142,15 @@ class SaveFinder:
         fact = self.project.fact(target) if target in self._project_saves else None
         if fact is not None:
             # The path's argument, where the helper's summary knows it; else every argument but the
-            # state itself (a dict, a state_dict() call): one that names the rank makes the call a
-            # per-rank write (not a checkpoint event) as far as this file can tell.
+            # state itself (the first, a dict, a state_dict() call: a DDP model built with
+            # `device_ids=[args.gpu]` says nothing of the path): one that names the rank makes the call
+            # a per-rank write (not a checkpoint event) as far as this file can tell.
             passed = [(str(i), a) for i, a in enumerate(node.args) if not isinstance(a, ast.Starred)]
             passed += [(k.arg, k.value) for k in node.keywords if k.arg is not None]
             if fact.dest:
                 values = [v for key, v in passed if key in fact.dest]
-            else:
-                values = [v for _, v in passed if not _state_like(v)]
+            else:  # forwarded as `*args` to torch.save (`save_on_master`): the state comes first
+                values = [v for key, v in passed if key != "0" and not _state_like(v)]
             return Save(
                 call=node,
                 target=target,

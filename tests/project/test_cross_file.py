@@ -466,3 +466,42 @@ def test_a_cycle_of_helpers_does_not_hide_a_collective(tmp_path: Path) -> None:
     assert project.view(str(root / "utils.py")) is not None
     key = (str(root / "utils.py"), "pong")
     assert project.collective(key) and project.collective((str(root / "utils.py"), "ping"))
+
+
+def test_a_model_placed_on_the_ranks_gpu_in_the_state_of_save_on_master_is_still_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """dino's `utils.save_on_master(save_dict, path)` forwards `*args` to torch.save: the first argument
+    is the state, even as a name bound to a dict holding a DDP model built with `device_ids=[args.gpu]`
+    (review shape 14: the event went silent)."""
+    root = write(
+        tmp_path,
+        {
+            "utils.py": """
+                import torch
+                import torch.distributed as dist
+
+                def save_on_master(*args, **kwargs):
+                    if dist.get_rank() == 0:
+                        torch.save(*args, **kwargs)
+            """,
+            "train.py": """
+                import os
+                import torch
+                import torch.distributed as dist
+                import torch.nn as nn
+                import utils
+
+                def train(args, model):
+                    dist.init_process_group("gloo")
+                    model = nn.parallel.DistributedDataParallel(model, device_ids=[args.gpu])
+                    for epoch in range(args.epochs):
+                        save_dict = {"model": model.state_dict(), "epoch": epoch}
+                        utils.save_on_master(save_dict, os.path.join(args.output_dir, "checkpoint.pth"))
+
+                if __name__ == "__main__":
+                    train(None, None)
+            """,
+        },
+    )
+    assert "CKP002" in codes(check(root, "train.py"))
