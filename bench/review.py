@@ -121,15 +121,22 @@ def diff_files(diff: str) -> list[str]:
     return [line[len("+++ b/") :] for line in diff.splitlines() if line.startswith("+++ b/")]
 
 
-def recheck(repo: Path, rel: str, unfixed: Counter[str], result: RepoResult) -> None:
+def recheck(repo: Path, rel: str, result: RepoResult) -> None:
     """Apply once through stdin, then apply again and check the output: both must be quiet.
 
-    `unfixed`: the file's findings `check` marked not fixable (reason_of keys); those may stay.
-    Keys blank code spans and numbers: a finding kept after the rewrite names `atomic_save(...)` where
-    it named `torch.save(...)`, at another line.
+    Source read from stdin is analysed alone (no facts of the project's other files), so what may
+    stay is what `check -` of the original, also alone, marked not fixable (reason_of keys). Keys
+    blank code spans and numbers: a finding kept after the rewrite names `atomic_save(...)` where it
+    named `torch.save(...)`, at another line.
     """
     source = (repo / rel).read_bytes()
     flags = ["--no-cache", "--stdin-filename", rel]
+    rc, out, _ = run([*CKPTFIX, "check", "-", *flags, "--output-format", "json", "-q"], repo, source)
+    try:
+        unfixed = Counter(reason_of(f) for f in json.loads(out or "[]") if not f.get("fixable", True))
+    except json.JSONDecodeError:
+        result.recheck_problems.append(f"{rel}: check - printed no JSON (exit {rc})")
+        return
     rc, once, err = run([*CKPTFIX, "apply", "-", *flags], repo, source)
     if rc == 2:
         result.recheck_problems.append(f"{rel}: apply - exit 2: {err.strip()[-200:]}")
@@ -197,8 +204,7 @@ def review_repo(repo: Path, out: Path, args: argparse.Namespace, unsafe_flag: bo
                 fh.write(f"== {path}\n{err}\n")
     if args.recheck:
         for rel in result.rewritten:
-            unfixed = Counter(reason_of(f) for f in not_fixable if f["path"] == rel)
-            recheck(repo, rel, unfixed, result)
+            recheck(repo, rel, result)
     (out / "summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
 
