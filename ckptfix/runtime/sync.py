@@ -132,7 +132,9 @@ def init_sync(timeout: float | timedelta | None = None) -> None:
     passes. Without this call (the init call sits in another file), the first barrier that needs the
     group waits for every rank in the store, judging rank 0 as any barrier does, and only then creates
     it (see _Wait.until_all_arrived); rank 0 then publishes nothing before its first atomic_save or
-    barrier, so until then a busy rank 0 cannot be told from a late one. `timeout` is the group's own timeout; by default the larger of the barrier and final timeouts,
+    barrier, so until then a busy rank 0 cannot be told from a late one.
+
+    `timeout` is the group's own timeout; by default the larger of the barrier and final timeouts,
     which bounds a barrier even where a torch's gloo ignores per-operation timeouts (older
     releases create their all_reduce work without one). Idempotent; a no-op when not distributed.
     """
