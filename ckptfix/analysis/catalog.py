@@ -37,9 +37,10 @@ RUNTIME_MODULE = "ckptfix.runtime"
 # torch/distributed/distributed_c10d.py
 BARRIERS = frozenset({"torch.distributed.barrier", "torch.distributed.monitored_barrier"})
 INIT_PROCESS_GROUP = "torch.distributed.init_process_group"
-# What else creates the default process group on every rank, so that init_sync() can follow it: a
-# first barrier with no gloo group of its own must create one while rank 0 may be busy writing, which
-# bounds it by a fixed deadline (review shape 13: Accelerator, deepspeed and mmengine set the group up).
+# What else creates the default process group on every rank, so that init_sync() can follow it: without
+# it, rank 0 publishes its progress only from its first atomic_save or barrier, and a first barrier
+# with no gloo group of its own creates one once every rank arrived (review shape 13: Accelerator,
+# deepspeed and mmengine set the group up).
 PROCESS_GROUP_INITIALIZERS = frozenset(
     {
         INIT_PROCESS_GROUP,

@@ -128,8 +128,12 @@ def ensure_progress_publisher() -> None:
 def init_sync(timeout: float | timedelta | None = None) -> None:
     """Create the gloo side group that checkpoint barriers use. Call on every rank after init_process_group.
 
-    Creating a group is itself a collective, so it must happen where every rank passes; doing it
-    lazily inside the first barrier would make that barrier's timeout depend on the group creation.
+    Creating a group is itself a collective with a fixed timeout, so it belongs where every rank
+    passes. Without this call (the init call sits in another file), the first barrier that needs the
+    group waits for every rank in the store, judging rank 0 as any barrier does, and only then creates
+    it (see _Wait.until_all_arrived); rank 0 then publishes nothing before its first atomic_save or
+    barrier, so until then a busy rank 0 cannot be told from a late one.
+
     `timeout` is the group's own timeout; by default the larger of the barrier and final timeouts,
     which bounds a barrier even where a torch's gloo ignores per-operation timeouts (older
     releases create their all_reduce work without one). Idempotent; a no-op when not distributed.
@@ -245,13 +249,17 @@ def _synchronize(name: str, seconds: float) -> None:
     wait = _Wait(store, name, sequence, rank, world, seconds, started, state.pg_timeout)
     try:
         if path == "side_group" and state.side_group is None:
-            # Creating the group is itself a wait for every rank: bounded by this barrier's timeout.
+            # Creating the group is a collective with a fixed timeout that cannot complete while rank
+            # 0 writes: wait for every rank in the store first, judged like any barrier, then create.
             get_logger().warning(
-                "init_sync() was not called after init_process_group; creating the barrier group "
-                "now, within this barrier's timeout (%s s)",
-                f"{seconds:g}",
+                "init_sync() was not called after init_process_group; the barrier group is created "
+                "once every rank has reached this barrier"
             )
-            init_sync(timeout=seconds)
+            if store is None:  # nothing to wait in: the group's creation is bounded by the timeout
+                init_sync(timeout=seconds)
+            else:
+                wait.until_all_arrived()
+                init_sync()
         # True/False: the barrier carried every rank's status; None: it could not, ask the store.
         any_failed: bool | None = None
         if path in ("side_group", "default_group"):
@@ -265,7 +273,7 @@ def _synchronize(name: str, seconds: float) -> None:
         message, missing = wait.failure_message(exc)
         get_logger().error("%s", message)
         error = CheckpointSyncError(message, barrier=name, timeout=seconds, missing_ranks=missing)
-        if isinstance(exc, _GaveUp):
+        if isinstance(exc, (_GaveUp, _PeerGaveUp)):
             raise error from None  # this rank's own decision: the message says all there is
         raise error from exc
     finally:
@@ -293,6 +301,15 @@ class _GaveUp(Exception):
     def __init__(self, verdict: progress.Verdict) -> None:
         super().__init__(verdict.reason or verdict.kind)
         self.verdict = verdict
+
+
+class _PeerGaveUp(Exception):
+    """Another rank gave up before the barrier's group could be created (see _Wait.until_all_arrived)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.rank = record.get("rank")
+        self.reason = str(record.get("reason"))
+        super().__init__(f"rank {self.rank} gave up: {self.reason}")
 
 
 class _Wait:
@@ -359,15 +376,60 @@ class _Wait:
                     work.wait()
                     return
             # Our slice ran out, the collective is still pending.
-            self._mark_arrival()
-            now = time.monotonic()
-            record = self._read_rank0() if self.rank != 0 else None
-            verdict = self.watch.update(record, now)
+            verdict = self._judge()
             if verdict is not None and not work.is_completed():
                 self.verdict = verdict
                 _abandon(group, work)
                 raise _GaveUp(verdict)
             budget = self.poll
+
+    def until_all_arrived(self) -> None:
+        """Before the barrier's gloo group exists: wait until every rank is here, through the store only.
+
+        Creating the group (init_sync() was not called) is a collective that cannot complete while rank
+        0 is still writing, and its only timeout is a fixed one. So every rank first counts itself in
+        (one `add`), and the ranks wait for the last one with the same judgement of rank 0 as
+        `until_done`; only then is the group created, by every rank at once. Who comes last, or who
+        gives up, settles the outcome with one `compare_set`, so no rank creates the group while
+        another has given up (which would leave it waiting in the group's own timeout).
+        """
+        store = self.store
+        count_key, outcome_key = _group_keys(self.sequence)
+        if int(store.add(count_key, 1)) >= self.world:
+            outcome = _decode(store.compare_set(outcome_key, "", "go"))
+        else:
+            outcome = self._poll_outcome(outcome_key)
+        if outcome != "go":
+            raise _PeerGaveUp(json.loads(outcome))
+
+    def _poll_outcome(self, outcome_key: str) -> str:
+        """Poll for the group's outcome; judge rank 0 once per poll interval past the first slice."""
+        store = self.store
+        judge_at = self.started + self.slice
+        delay = 0.005  # ranks that arrive together see each other within milliseconds
+        while True:
+            if store.check([outcome_key]):
+                return _decode(store.get(outcome_key))
+            now = time.monotonic()
+            if now >= judge_at:
+                verdict = self._judge()
+                if verdict is not None:
+                    reason = verdict.reason or _missing_text(self._missing_ranks())
+                    mine = json.dumps({"rank": self.rank, "reason": reason})
+                    outcome = _decode(store.compare_set(outcome_key, "", mine))
+                    if outcome != mine:
+                        return outcome  # every rank had arrived, or another rank gave up first
+                    self.verdict = verdict
+                    raise _GaveUp(verdict)
+                judge_at = now + self.poll
+            time.sleep(max(0.0, min(delay, judge_at - now)))
+            delay = min(2 * delay, self.poll)
+
+    def _judge(self) -> progress.Verdict | None:
+        """Past the first slice: mark this rank's arrival, read rank 0's record and judge it."""
+        self._mark_arrival()
+        record = self._read_rank0() if self.rank != 0 else None
+        return self.watch.update(record, time.monotonic())
 
     def _mark_arrival(self) -> None:
         if self.marked or self.store is None:
@@ -418,6 +480,9 @@ class _Wait:
                 )
         elif verdict is not None or isinstance(cause, _GaveUp):
             body = _missing_text(missing)
+        elif isinstance(cause, _PeerGaveUp):
+            body = f"rank {cause.rank} gave up waiting first: {cause.reason}"
+            body += "" if body.endswith(".") else "."
         else:
             body = self._collective_failure_text(missing)
         text = _timeout_message(self.name, self.sequence, self.rank, elapsed, self.seconds, body, cause)
@@ -549,6 +614,15 @@ def _arrival_key(sequence: int) -> str:
     return f"{_KEY_PREFIX}/arrived/{sequence}"
 
 
+def _group_keys(sequence: int) -> tuple[str, str]:
+    """The arrival counter and the outcome ("go", or who gave up) of a lazily created barrier group."""
+    return f"{_KEY_PREFIX}/group/{sequence}/count", f"{_KEY_PREFIX}/group/{sequence}/outcome"
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _failure_key(sequence: int, rank: int) -> str:
     return f"{_KEY_PREFIX}/failure/{sequence}/{rank}"
 
@@ -585,7 +659,7 @@ def _timeout_message(
         f" The process group cannot be used after this: stop the job. If saves legitimately take "
         f"longer, raise {settings.BARRIER_TIMEOUT_ENV if name != 'final' else settings.FINAL_TIMEOUT_ENV}."
     )
-    if not isinstance(cause, _GaveUp):
+    if not isinstance(cause, (_GaveUp, _PeerGaveUp)):
         tail += f" Cause: {type(cause).__name__}: {cause}"
     return head + body + tail
 

@@ -51,7 +51,8 @@ def test_late_rank_makes_every_waiting_rank_raise_in_time(tmp_path, world, late)
 @pytest.mark.timeout(90)
 def test_first_barrier_creating_its_group_still_times_out(tmp_path):
     """No init_sync() (the init call sits in another file) and a default group without a CPU backend
-    (as with nccl): the first barrier creates the gloo group it needs, within its own timeout."""
+    (as with nccl): the first barrier creates the gloo group it needs once every rank is there. Rank 0
+    is late but published nothing yet (no init_sync, no atomic_save): the fixed timeout, as before."""
     timeout, delay = 2.0, 10.0
     outcomes = run_ranks(
         workers.late_without_init_sync,
@@ -65,7 +66,12 @@ def test_first_barrier_creating_its_group_still_times_out(tmp_path):
     waiting = outcomes[1]
     assert waiting.value["raised"], waiting
     assert waiting.value["after"] <= timeout + SLACK, waiting.value
-    assert "within this barrier's timeout (2 s)" in waiting.log
+    assert "created once every rank has reached this barrier" in waiting.log
+    assert "rank 0 did not arrive" in waiting.value["message"], waiting.value
+    # Rank 0, when it arrives, finds that the others gave up: it fails too, instead of waiting in
+    # the group creation.
+    assert outcomes[0].value["raised"], outcomes[0]
+    assert "gave up waiting" in outcomes[0].value["message"], outcomes[0]
 
 
 @pytest.mark.timeout(90)

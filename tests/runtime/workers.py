@@ -202,6 +202,39 @@ def slow_writer(
     others wait at the barrier after it."""
     init_sync()
     checkpoint_barrier(timeout=timeout)
+    return _slow_save_then_barrier(directory, timeout, chunks, pause, stop_after, kill_after, stop_for)
+
+
+def slow_first_save_without_init_sync(
+    rank: int,
+    world: int,
+    directory: str,
+    timeout: float,
+    chunks: int,
+    pause: float,
+    stop_after: int | None = None,
+    stop_for: float = 60.0,
+) -> dict[str, Any]:
+    """No init_sync() (the init call sits in another file): rank 0's first atomic_save runs at a pace
+    (or stops) while the others wait at the first barrier, which has to create its gloo group."""
+    from ckptfix.runtime import sync
+
+    outcome = _slow_save_then_barrier(directory, timeout, chunks, pause, stop_after, None, stop_for)
+    outcome["side_group"] = sync._state.side_group is not None
+    if not outcome["raised"]:
+        outcome["second"] = _barrier_outcome(timeout)  # the group made by the first barrier serves
+    return outcome
+
+
+def _slow_save_then_barrier(
+    directory: str,
+    timeout: float,
+    chunks: int,
+    pause: float,
+    stop_after: int | None,
+    kill_after: int | None,
+    stop_for: float,
+) -> dict[str, Any]:
     path = os.path.join(directory, "checkpoint.pt")
     if is_main_process():
         torch.save = _slow_torch_save(chunks, pause, stop_after, kill_after, stop_for)
