@@ -754,3 +754,17 @@ def test_init_sync_follows_what_sets_up_the_process_group(setup: str) -> None:  
     """
     after = fix_source(src(code, header), "train.py", SAFE).new_source
     assert after is not None and f"    {setup}\n    init_sync()\n" in after
+
+
+def test_one_init_sync_after_the_first_set_up_of_a_block() -> None:  # shape B13
+    code = """
+        def main(model):
+            deepspeed.init_distributed()
+            engine, _, _, _ = deepspeed.initialize(model=model)
+            for epoch in range(3):
+                if dist.get_rank() == 0:
+                    torch.save(model.state_dict(), f"ckpt/epoch_{epoch}.pt")
+    """
+    after = fix_source(src(code, HEADER + "import deepspeed\n"), "train.py", SAFE).new_source
+    assert after is not None and after.count("init_sync()") == 1
+    assert "    deepspeed.init_distributed()\n    init_sync()\n" in after

@@ -105,6 +105,8 @@ class FinalSyncRules(BarrierPlacement):
         if self.graph.guard(call) is not None:
             return  # made on some ranks only: no place for a collective
         block, index = self.tree.block_of(stmt)
+        if any(self._sets_up_the_group(previous) for previous in block[:index]):
+            return  # `deepspeed.initialize(...)` after `deepspeed.init_distributed()`: one init_sync
         following = block[index + 1 : index + 3]
         for sibling in following:
             for node in ast.walk(sibling):
@@ -115,6 +117,14 @@ class FinalSyncRules(BarrierPlacement):
                     return
         self.init_keys.append(self.key(stmt))
         self._init_missing.append((self.key(stmt), call))
+
+    def _sets_up_the_group(self, stmt: ast.stmt) -> bool:
+        value = stmt.value if isinstance(stmt, ast.Expr | ast.Assign) else None
+        return (
+            isinstance(value, ast.Call)
+            and self.names.may_resolve_to(value.func, catalog.PROCESS_GROUP_INITIALIZERS)
+            and self.names.resolve(value.func) in catalog.PROCESS_GROUP_INITIALIZERS
+        )
 
     def _sync_before(self, stmt: ast.stmt, depth: int) -> bool:
         for level in self.tree.enclosing_statements(stmt):
