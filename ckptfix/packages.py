@@ -9,7 +9,9 @@ which imports nothing), unless the project already declares ckptfix.
 
 What counts: the file's directory is a package (`__init__.py`), and the directory above its
 outermost package (or above `src/`, or above one namespace folder with no `__init__.py`, as
-`megatron/core/`) holds packaging metadata (pyproject.toml, setup.py, setup.cfg). Scripts beside a
+`megatron/core/`) holds packaging metadata (setup.py, setup.cfg, a pyproject.toml with a [project] or
+[tool.poetry] table), whose explicit package list, if it has one, names the package. The project model
+takes the same modules for a library's (`ckptfix.project.build`). Scripts beside a
 package, folders projects do not install (`examples/`, `scripts/`, `tools/` ...), and research
 repositories without packaging metadata are not libraries.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
+
+from ckptfix.project.root import is_distribution
 
 _METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
 _DECLARATIONS = (*_METADATA, "requirements.txt")
@@ -35,6 +39,15 @@ _NOT_INSTALLED = frozenset(
 def installable_package(path: str) -> tuple[str, str] | None:
     """(the top-level package, the metadata file) when `path` is a module of a package that its
     project installs and that does not declare ckptfix; else None (also for paths not on disk)."""
+    package = installed_package(path)
+    if package is None or _declares_ckptfix(os.path.dirname(package[1])):
+        return None
+    return package
+
+
+def installed_package(path: str) -> tuple[str, str] | None:
+    """(the top-level package, the metadata file) when `path` is a module of a package that its
+    project installs: code outside the project imports it (the project model's library modules)."""
     if not os.path.isfile(path):
         return None
     directory = os.path.dirname(os.path.abspath(path))
@@ -50,7 +63,7 @@ def installable_package(path: str) -> tuple[str, str] | None:
         root = os.path.dirname(root)
     metadata = _metadata(root)
     name = os.path.basename(top)
-    if metadata is None or name in _NOT_INSTALLED or not _installs(root, name) or _declares_ckptfix(root):
+    if metadata is None or name in _NOT_INSTALLED or not _installs(root, name):
         return None
     return name, metadata
 
@@ -65,6 +78,10 @@ def reason(package: str, metadata: str) -> str:
 
 
 def _metadata(root: str) -> str | None:
+    """The packaging metadata file of a project others install (a pyproject.toml only configuring tools
+    is none)."""
+    if not is_distribution(root):
+        return None
     return next((os.path.join(root, m) for m in _METADATA if os.path.isfile(os.path.join(root, m))), None)
 
 

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ckptfix import packages, testfiles
 from ckptfix.discovery import project_files
 from ckptfix.project.layout import Summary
 from ckptfix.project.link import Project
@@ -224,7 +225,7 @@ def _load(
             break
         for path in joined:
             del pending[path]
-    project = Project(index, summaries, _library_files(root, files, summaries), opaque)
+    project = Project(index, summaries, _library_files(root, summaries), opaque)
     problem = store.save()
     if problem is not None:
         warn(problem)
@@ -284,16 +285,15 @@ def _summarize(path: str, data: bytes) -> Summary | None:
     return summarize(source.removeprefix("\ufeff"), module)
 
 
-def _library_files(root: str, files: list[str], summaries: dict[str, Summary]) -> frozenset[str]:
-    """Modules of a packaged library (inside a package, no `__main__` block, in a project others
-    install): code outside the project may call their public functions."""
+def _library_files(root: str, summaries: dict[str, Summary]) -> frozenset[str]:
+    """Modules of a packaged library (a module of a package its project installs, no `__main__`
+    block, not a test): code outside the project may call their public functions."""
     if not is_distribution(root):
         return frozenset()
-    present = set(files)
     return frozenset(
         path
         for path, summary in summaries.items()
         if not summary["main"]
-        and os.path.join(os.path.dirname(path), "__init__.py") in present
-        and "test" not in os.path.relpath(path, root).lower()
+        and not testfiles.is_test_file(os.path.relpath(path, root))
+        and packages.installed_package(path) is not None
     )

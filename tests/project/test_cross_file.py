@@ -505,3 +505,24 @@ def test_a_model_placed_on_the_ranks_gpu_in_the_state_of_save_on_master_is_still
         },
     )
     assert "CKP002" in codes(check(root, "train.py"))
+
+
+def test_a_package_the_project_does_not_install_is_no_library(tmp_path: Path) -> None:
+    """nanotron installs `src/` only: a trainer under `examples/doremi/` (with `__init__.py` files) is
+    the project's own code, whose callers are all in the project; the same module under the installed
+    package is a library's."""
+    io = "import torch\nimport torch.distributed as dist\n\n\n"
+    io += "def save_all(state, path):\n    torch.save(state, path)\n"
+    files = {
+        "mylib/__init__.py": "",
+        "mylib/io.py": io,
+        "examples/__init__.py": "",
+        "examples/doremi/__init__.py": "",
+        "examples/doremi/io.py": io,
+    }
+    root = write(tmp_path, files)
+    metadata = '[project]\nname = "mylib"\n[tool.setuptools]\npackages = ["mylib"]\n'
+    (root / "pyproject.toml").write_text(metadata)
+    library = link(root).library_files
+    assert str(root / "mylib" / "io.py") in library
+    assert str(root / "examples" / "doremi" / "io.py") not in library
